@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make lab` (work) and `make test` (check). See README.md.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install lab test test-python test-notebooks demo bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -U pip
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Open JupyterLab on notebooks/, runs going to the embedded SQLite store (mlflow.db at the repo root).
+lab: install
+	env -u MLFLOW_TRACKING_URI $(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1
+
+## Every test: pytest (real IPython, kernels, stores, servers, browsers) and nbval on notebooks/.
+test: install test-python test-notebooks
+
+test-python: install
+	env -u MLFLOW_TRACKING_URI $(BIN)/python -m pytest tests -q
+
+test-notebooks: install
+	env -u MLFLOW_TRACKING_URI $(BIN)/python -m pytest -q -p no:cacheprovider --nbval --nbval-sanitize-with notebooks/sanitize.cfg notebooks
+
+## Execute the quickstart notebook headless into the embedded store and print its runs.
+demo: install
+	env -u MLFLOW_TRACKING_URI $(BIN)/python -m jupyter_tracking.demo notebooks/01_quickstart.ipynb
+
+## Speed and memory figures against plain MLflow (prints tables).
+bench: install
+	env -u MLFLOW_TRACKING_URI $(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) dist build .pytest_cache

@@ -1,0 +1,209 @@
+"""Where runs go, and the MLflow clients that reach them.
+
+Resolution order (DESIGN.md, "Where runs go"): the URI set with ``%track config --uri`` / ``configure()``,
+then ``MLFLOW_TRACKING_URI``, then the embedded default: ``mlflow.db`` (SQLite) in the project root, with
+artifacts in ``mlartifacts/`` beside it. The project root is the nearest folder up from the notebook that
+holds ``.git`` or ``pyproject.toml``, else the notebook's own folder.
+
+Nothing here imports MLflow at module import time; clients are created on first use.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DB_FILENAME = "mlflow.db"
+ARTIFACTS_DIRNAME = "mlartifacts"
+PROJECT_MARKERS = (".git", "pyproject.toml")
+DEFAULT_EXPERIMENT = "Default"
+
+
+@dataclass(frozen=True)
+class StoreLocation:
+    """A resolved tracking store: its URI, where the choice came from, and (embedded store) its files."""
+
+    uri: str
+    source: str  # "config", "env" or "default"
+    project_root: Path | None = None
+    artifact_root: str | None = None
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.source == "default"
+
+    @property
+    def is_remote(self) -> bool:
+        return self.uri.startswith(("http://", "https://", "databricks"))
+
+    def describe(self) -> str:
+        """One short phrase for messages: where runs go and why."""
+        if self.is_embedded:
+            return f"{self.uri.removeprefix('sqlite:///')} (embedded SQLite store of project {self.project_root})"
+        origin = {"config": "set with %track config", "env": "from MLFLOW_TRACKING_URI"}[self.source]
+        return f"{redact_uri(self.uri)} ({origin})"
+
+
+class _Settings:
+    """Session settings made with ``%track config`` / ``configure()``; None means "not set"."""
+
+    def __init__(self) -> None:
+        self.uri: str | None = None
+        self.experiment: str | None = None
+
+
+settings = _Settings()
+
+
+def configure(uri: str | None = None, experiment: str | None = None) -> StoreLocation:
+    """Set the tracking URI and/or default experiment for this session; returns the resolved store."""
+    if uri is not None:
+        settings.uri = uri.strip() or None
+    if experiment is not None:
+        settings.experiment = experiment.strip() or None
+    return resolve_store()
+
+
+def redact_uri(uri: str) -> str:
+    """The URI with any ``user:password@`` credentials hidden."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return uri
+    if parts.password is None and parts.username is None:
+        return uri
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"***@{host}"))
+
+
+def find_project_root(start: Path) -> Path:
+    """The nearest folder from ``start`` upwards holding ``.git`` or ``pyproject.toml``, else ``start``."""
+    start = Path(start).resolve()
+    for folder in (start, *start.parents):
+        if any((folder / marker).exists() for marker in PROJECT_MARKERS):
+            return folder
+    return start
+
+
+def resolve_store(start_dir: Path | str | None = None) -> StoreLocation:
+    """Where runs go for a notebook in ``start_dir`` (default: the current notebook's folder, else the cwd)."""
+    if settings.uri:
+        return StoreLocation(settings.uri, "config")
+    env_uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if env_uri:
+        return StoreLocation(env_uri, "env")
+    if start_dir is None:
+        from .context import notebook_dir
+
+        start_dir = notebook_dir()
+    root = find_project_root(Path(start_dir))
+    return StoreLocation(
+        uri=f"sqlite:///{root / DB_FILENAME}",
+        source="default",
+        project_root=root,
+        artifact_root=str(root / ARTIFACTS_DIRNAME),
+    )
+
+
+def default_experiment_name() -> str:
+    """The experiment used when none is given: the configured one, else the notebook's name, else Default."""
+    if settings.experiment:
+        return settings.experiment
+    from .context import notebook_path
+
+    path = notebook_path()
+    return path.stem if path else DEFAULT_EXPERIMENT
+
+
+_clients: dict[str, Any] = {}
+_clients_lock = threading.Lock()
+
+
+def client_for(location: StoreLocation):
+    """A cached ``MlflowClient`` for the store; the embedded store is created (with its artifact root) if new."""
+    with _clients_lock:
+        client = _clients.get(location.uri)
+        if client is None:
+            from mlflow import MlflowClient
+
+            if location.is_embedded:
+                _create_embedded_store(location)
+            client = MlflowClient(tracking_uri=location.uri)
+            _clients[location.uri] = client
+        return client
+
+
+def _create_embedded_store(location: StoreLocation) -> None:
+    """Create the SQLite store so that its Default experiment keeps artifacts beside the database.
+
+    MLflow would otherwise put them in ``./mlruns`` relative to whatever the kernel's cwd is.
+    """
+    db_path = Path(location.uri.removeprefix("sqlite:///"))
+    if db_path.exists() and db_path.stat().st_size > 0:
+        return
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore(location.uri, location.artifact_root)
+    store.engine.dispose()
+
+
+def experiment_id_for(location: StoreLocation, name: str, *, create: bool = True) -> str | None:
+    """The id of experiment ``name`` in the store, creating it (artifacts beside an embedded store) if asked."""
+    client = client_for(location)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+    if not create:
+        return None
+    artifact_location = None
+    if location.is_embedded:
+        artifact_location = str(Path(location.artifact_root) / _slug(name))
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    except Exception:
+        # Created concurrently by another kernel: read it back.
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def _slug(name: str) -> str:
+    cleaned = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).strip("._")
+    return cleaned or "experiment"
+
+
+def is_reachable(location: StoreLocation, timeout: float = 1.5) -> bool:
+    """Quick check that the store answers (a TCP connect for HTTP stores; a writable folder for SQLite).
+
+    MLflow's own HTTP client retries for minutes against a dead server; this lets the recorder spool at once.
+    """
+    uri = location.uri
+    if uri.startswith(("http://", "https://")):
+        import socket
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(uri)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            with socket.create_connection((parts.hostname, port), timeout=timeout):
+                return True
+        except OSError:
+            return False
+    if uri.startswith("sqlite:///"):
+        db_path = Path(uri.removeprefix("sqlite:///"))
+        folder = db_path.parent
+        if db_path.exists():
+            return os.access(db_path, os.W_OK) and os.access(folder, os.W_OK)
+        return folder.exists() and os.access(folder, os.W_OK)
+    return True
