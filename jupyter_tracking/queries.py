@@ -1,0 +1,653 @@
+"""Reading runs back from the store: runs as a pandas frame, the best run, a diff of two runs, artifacts and params.
+
+Everything here reads; nothing writes runs. The comparison panel (``panels/compare.py``), the sweep
+(``sweep.py``) and the ``%runs`` / ``%track best|load|restore|diff`` magics are built on these functions.
+MLflow and pandas are imported on first use.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import html
+import json
+import math
+import pickle
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    from mlflow.entities import Run
+
+    from .store import StoreLocation
+
+CELL_ARTIFACT = "cell/cell.py"
+ARTIFACTS_DIR = "artifacts"
+PARENT_TAG = "mlflow.parentRunId"
+GRID_TAG = "jupyter_tracking.grid"
+BEST_CHILD_TAG = "jupyter_tracking.best_child"
+RERUN_TAG = "rerun_of"
+PAGE_SIZE = 10_000  # runs per store request (MLflow's own search_runs uses the same page size)
+INFO_COLUMNS = ["run_id", "run_name", "experiment_id", "status", "start_time", "end_time", "duration_s",
+                "parent_run_id", "artifact_uri"]
+
+
+class QueryError(ValueError):
+    """A query the store refused or that names something missing; ``str()`` is one line a user can act on."""
+
+
+# ---------------------------------------------------------------------------------------------- lookup
+
+
+def location_or_default(location: StoreLocation | None = None) -> StoreLocation:
+    from .store import resolve_store
+
+    return location if location is not None else resolve_store()
+
+
+def experiment_ids(experiment: str | Iterable[str] | None = None, location: StoreLocation | None = None) -> list[str]:
+    """Ids of the named experiment(s) (default: the session's experiment); QueryError if one does not exist."""
+    from .store import client_for, default_experiment_name
+
+    location = location_or_default(location)
+    names = [experiment] if isinstance(experiment, str) or experiment is None else list(experiment)
+    client = client_for(location)
+    ids = []
+    for name in names:
+        name = name if name is not None else default_experiment_name()
+        found = client.get_experiment_by_name(name)
+        if found is None and str(name).isdigit():
+            try:
+                found = client.get_experiment(str(name))
+            except Exception:  # noqa: BLE001 - not an id either
+                found = None
+        if found is None:
+            known = [e.name for e in client.search_experiments(max_results=20)]
+            hint = f" Experiments here: {', '.join(known)}." if known else " This store has no experiments yet."
+            raise QueryError(f"No experiment named {name!r} in {location.describe()}.{hint}")
+        ids.append(found.experiment_id)
+    return ids
+
+
+def one_line(exc: BaseException) -> str:
+    """The first meaningful line of an exception message (MLflow's messages can run for a page)."""
+    text = getattr(exc, "message", None) or str(exc)
+    for line in str(text).splitlines():
+        if line.strip():
+            return line.strip()[:300]
+    return type(exc).__name__
+
+
+def search(
+    experiment: str | Iterable[str] | None = None,
+    *,
+    filter: str | None = None,  # noqa: A002 - the public name
+    order_by: list[str] | None = None,
+    max_results: int | None = None,
+    location: StoreLocation | None = None,
+    experiment_ids_: list[str] | None = None,
+) -> list[Run]:
+    """Runs matching an MLflow filter, in store order; pages through the store like ``mlflow.search_runs``."""
+    from .store import client_for
+
+    location = location_or_default(location)
+    ids = experiment_ids_ if experiment_ids_ is not None else experiment_ids(experiment, location)
+    client = client_for(location)
+    limit = max_results if max_results is not None else 100_000
+    runs: list = []
+    token = None
+    try:
+        while len(runs) < limit:
+            page = client.search_runs(ids, filter or "", max_results=min(PAGE_SIZE, limit - len(runs)),
+                                      order_by=order_by or None, page_token=token)
+            runs.extend(page)
+            token = page.token
+            if not token:
+                break
+    except Exception as exc:
+        from mlflow.exceptions import MlflowException
+
+        if isinstance(exc, MlflowException):
+            raise QueryError(one_line(exc)) from exc
+        raise
+    return runs
+
+
+# ---------------------------------------------------------------------------------------------- frames
+
+
+def runs_to_frame(runs: list[Run]) -> pd.DataFrame:
+    """One row per run: info columns, then ``params.*`` (strings, as MLflow stores them), ``metrics.*``
+    (latest values) and ``tags.*`` columns; missing values are None / NaN. Same naming as ``mlflow.search_runs``.
+    """
+    import numpy as np
+    import pandas as pd
+
+    count = len(runs)
+    info: dict[str, list] = {name: [None] * count for name in INFO_COLUMNS}
+    params: dict[str, list] = {}
+    metrics: dict[str, list] = {}
+    tags: dict[str, list] = {}
+    start = np.full(count, np.nan)
+    end = np.full(count, np.nan)
+    for i, run in enumerate(runs):
+        ri, data = run.info, run.data
+        info["run_id"][i] = ri.run_id
+        info["run_name"][i] = ri.run_name
+        info["experiment_id"][i] = ri.experiment_id
+        info["status"][i] = ri.status
+        info["artifact_uri"][i] = ri.artifact_uri
+        info["parent_run_id"][i] = data.tags.get(PARENT_TAG)
+        if ri.start_time is not None:
+            start[i] = ri.start_time
+        if ri.end_time is not None:
+            end[i] = ri.end_time
+        for key, value in data.params.items():
+            column = params.get(key)
+            if column is None:
+                column = params[key] = [None] * count
+            column[i] = value
+        for key, value in data.metrics.items():
+            column = metrics.get(key)
+            if column is None:
+                column = metrics[key] = [math.nan] * count
+            column[i] = value
+        for key, value in data.tags.items():
+            column = tags.get(key)
+            if column is None:
+                column = tags[key] = [None] * count
+            column[i] = value
+    columns: dict[str, Any] = {}
+    for name in INFO_COLUMNS:
+        if name == "start_time":
+            columns[name] = pd.to_datetime(start, unit="ms", utc=True)
+        elif name == "end_time":
+            columns[name] = pd.to_datetime(end, unit="ms", utc=True)
+        elif name == "duration_s":
+            columns[name] = (end - start) / 1000.0
+        else:
+            columns[name] = pd.Series(info[name], dtype=object)
+    for key in sorted(params):
+        columns[f"params.{key}"] = pd.Series(params[key], dtype=object)
+    for key in sorted(metrics):
+        columns[f"metrics.{key}"] = np.asarray(metrics[key], dtype=float)
+    for key in sorted(tags):
+        columns[f"tags.{key}"] = pd.Series(tags[key], dtype=object)
+    return pd.DataFrame(columns, index=pd.RangeIndex(count))
+
+
+def runs_frame(
+    experiment: str | Iterable[str] | None = None,
+    *,
+    filter: str | None = None,  # noqa: A002
+    sort: str | None = None,
+    max_results: int | None = None,
+    location: StoreLocation | None = None,
+) -> pd.DataFrame:
+    """The runs of an experiment as a frame (see ``runs_to_frame``), filtered and sorted; newest first by default."""
+    key = parse_sort(sort) if sort else None
+    order_by = [store_order_by(key)] if key else None
+    frame = runs_to_frame(search(experiment, filter=filter, order_by=order_by, max_results=max_results,
+                                 location=location))
+    if key:
+        column = resolve_column(frame, key.name) if len(frame) else None
+        if max_results is not None and column and column.startswith("params.") and "." not in key.name:
+            # A bare name turned out to be a param: ask the store again so the top N are the right ones.
+            key = SortKey(column, key.descending)
+            frame = runs_to_frame(search(experiment, filter=filter, order_by=[store_order_by(key)],
+                                         max_results=max_results, location=location))
+        frame = sort_frame(frame, key)
+    return frame
+
+
+@dataclass(frozen=True)
+class SortKey:
+    """A sort request: a column name as typed (``val_loss``, ``metrics.val_loss``, ``start_time``) and direction."""
+
+    name: str
+    descending: bool = False
+
+
+def parse_sort(text: str) -> SortKey:
+    """``val_loss``, ``-val_loss``, ``metrics.val_loss DESC``, ``params.depth asc`` -> SortKey."""
+    text = text.strip()
+    descending = False
+    if text.startswith("-"):
+        descending, text = True, text[1:].strip()
+    parts = text.rsplit(None, 1)
+    if len(parts) == 2 and parts[1].upper() in ("ASC", "DESC"):
+        descending, text = parts[1].upper() == "DESC", parts[0].strip()
+    if not text:
+        raise QueryError("Sort by what? Give a column: val_loss, -val_loss, 'params.depth DESC'.")
+    return SortKey(text, descending)
+
+
+_ATTRIBUTES = {"start_time", "end_time", "status", "run_name", "run_id", "duration_s"}
+
+
+def store_order_by(key: SortKey) -> str:
+    """The MLflow ``order_by`` clause for a sort key; bare names are taken to be metrics."""
+    name = key.name
+    if name.startswith(("metrics.", "params.", "tags.", "attributes.")):
+        clause = name
+    elif name in _ATTRIBUTES - {"duration_s"}:
+        clause = f"attributes.{name}"
+    elif name == "duration_s":
+        clause = "attributes.end_time"
+    else:
+        clause = f"metrics.{name}"
+    return f"{_quote_key(clause)} {'DESC' if key.descending else 'ASC'}"
+
+
+def _quote_key(clause: str) -> str:
+    prefix, _, rest = clause.partition(".")
+    if rest and not rest.replace("_", "").replace(".", "").isalnum():
+        rest = "`" + rest.replace("`", "") + "`"
+    return f"{prefix}.{rest}" if rest else clause
+
+
+def resolve_column(frame: pd.DataFrame, name: str) -> str:
+    """The frame column a typed name means: exact, else ``metrics.NAME``, ``params.NAME``, ``tags.NAME``."""
+    if name in frame.columns:
+        return name
+    if name.startswith("attributes.") and name.removeprefix("attributes.") in frame.columns:
+        return name.removeprefix("attributes.")
+    for prefix in ("metrics.", "params.", "tags."):
+        if prefix + name in frame.columns:
+            return prefix + name
+    raise QueryError(f"No column {name!r} to sort by; columns: {', '.join(map(str, frame.columns[:30]))}.")
+
+
+def sort_frame(frame: pd.DataFrame, key: SortKey) -> pd.DataFrame:
+    """Sorted by one column, numerically where the values are numbers (params are strings in MLflow); missing last."""
+    if frame.empty:
+        return frame
+    column = resolve_column(frame, key.name)
+    values = sortable(frame[column])
+    order = values.sort_values(ascending=not key.descending, na_position="last", kind="stable").index
+    return frame.loc[order].reset_index(drop=True)
+
+
+def sortable(series: pd.Series) -> pd.Series:
+    """A copy of a column that sorts naturally: numbers if every present value is a number, else strings."""
+    import pandas as pd
+
+    if series.dtype != object:
+        return series
+    numeric = pd.to_numeric(series, errors="coerce")
+    if numeric.notna().sum() == series.notna().sum():
+        return numeric
+    return series.map(lambda v: None if v is None else str(v).lower())
+
+
+def varying_columns(frame: pd.DataFrame, columns: Iterable[str]) -> list[str]:
+    """The columns (of those given) with more than one distinct value, missing counted as a value.
+
+    With fewer than two runs nothing can vary, so every column is returned.
+    """
+    columns = list(columns)
+    if len(frame) < 2:
+        return columns
+    varying = []
+    for column in columns:
+        if frame[column].nunique(dropna=False) > 1:
+            varying.append(column)
+    return varying
+
+
+def param_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c.startswith("params.")]
+
+
+def metric_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c.startswith("metrics.")]
+
+
+# ---------------------------------------------------------------------------------------------- best
+
+
+def best(
+    metric: str,
+    mode: str = "min",
+    experiment: str | Iterable[str] | None = None,
+    *,
+    location: StoreLocation | None = None,
+) -> Run:
+    """The finished run of the experiment with the lowest (``mode="min"``) or highest (``"max"``) ``metric``.
+
+    Only runs that logged the metric count, so a sweep's parent (which holds no metrics) never wins.
+    """
+    metric = metric.removeprefix("metrics.")
+    if mode not in ("min", "max"):
+        raise QueryError(f"mode must be 'min' or 'max', not {mode!r}.")
+    runs = search(
+        experiment,
+        filter="attributes.status = 'FINISHED'",
+        order_by=[f"{_quote_key('metrics.' + metric)} {'ASC' if mode == 'min' else 'DESC'}"],
+        max_results=1,
+        location=location,
+    )
+    if not runs or metric not in runs[0].data.metrics:
+        raise QueryError(f"No finished run in this experiment logged the metric {metric!r}.")
+    return runs[0]
+
+
+# ---------------------------------------------------------------------------------------------- one run
+
+
+def get_run(run_id: str, location: StoreLocation | None = None) -> Run:
+    """The run with this id; QueryError (one line) if the store has none."""
+    from .store import client_for
+
+    run_id = str(run_id).strip()
+    try:
+        return client_for(location_or_default(location)).get_run(run_id)
+    except Exception as exc:
+        from mlflow.exceptions import MlflowException
+
+        if isinstance(exc, MlflowException):
+            raise QueryError(f"No run {run_id!r} in this store.") from exc
+        raise
+
+
+def cell_source(run_id: str, location: StoreLocation | None = None) -> str | None:
+    """The source of the cell that made the run (artifact ``cell/cell.py``), or None if it was not logged."""
+    from .store import client_for
+
+    client = client_for(location_or_default(location))
+    with tempfile.TemporaryDirectory(prefix="jt-cell-") as tmp:
+        try:
+            path = client.download_artifacts(run_id, CELL_ARTIFACT, tmp)
+        except Exception:  # noqa: BLE001 - no such artifact
+            return None
+        return Path(path).read_text(encoding="utf-8", errors="replace")
+
+
+def artifact_names(run_id: str, location: StoreLocation | None = None) -> list[str]:
+    """Names of the Python objects logged with ``--artifacts`` (``artifacts/<name>.pkl``)."""
+    from .store import client_for
+
+    client = client_for(location_or_default(location))
+    try:
+        files = client.list_artifacts(run_id, ARTIFACTS_DIR)
+    except Exception:  # noqa: BLE001 - no artifacts folder
+        return []
+    names = []
+    for item in files:
+        name = item.path.rsplit("/", 1)[-1]
+        if not item.is_dir and name.endswith(".pkl"):
+            names.append(name[: -len(".pkl")])
+    return sorted(names)
+
+
+def load_artifacts(run_id: str, *names: str, location: StoreLocation | None = None) -> dict[str, Any]:
+    """The objects logged with ``--artifacts`` by a run, unpickled: ``{name: object}`` (all when no names)."""
+    from .store import client_for
+
+    run_id = str(run_id).strip()
+    get_run(run_id, location)
+    available = artifact_names(run_id, location)
+    wanted = list(names) or available
+    missing = [n for n in wanted if n not in available]
+    if missing:
+        have = ", ".join(available) if available else "none"
+        raise QueryError(f"Run {run_id} has no artifact {', '.join(map(repr, missing))} (it has: {have}).")
+    client = client_for(location_or_default(location))
+    objects = {}
+    with tempfile.TemporaryDirectory(prefix="jt-load-") as tmp:
+        for name in wanted:
+            path = client.download_artifacts(run_id, f"{ARTIFACTS_DIR}/{name}.pkl", tmp)
+            objects[name] = _unpickle(Path(path))
+    return objects
+
+
+def _unpickle(path: Path) -> Any:
+    # cloudpickle writes ordinary pickle streams (it only needs to be importable for the classes it refers to).
+    with open(path, "rb") as fh:
+        return pickle.load(fh)  # noqa: S301 - the user's own artifacts, from their own store
+
+
+class ParamGroup(dict):
+    """Params that were flattened with dotted keys (``args.lr``), back as one object: ``g.lr`` and ``g["lr"]``."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+
+def parse_param(text: str | None) -> Any:
+    """A param string back as the Python value it most likely was (``"0.1"`` -> 0.1, ``"[64, 32]"`` -> list)."""
+    if text is None:
+        return None
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text
+    if isinstance(value, (int, float, bool, str, list, tuple, dict, type(None), complex)):
+        return value
+    return text
+
+
+def params_as_values(params: dict[str, str]) -> dict[str, Any]:
+    """MLflow params as Python values keyed by top-level name; dotted keys regrouped into ParamGroups."""
+    values: dict[str, Any] = {}
+    for key in sorted(params):
+        parts = key.split(".")
+        value = parse_param(params[key])
+        if len(parts) == 1:
+            if isinstance(values.get(key), ParamGroup):
+                continue
+            values[key] = value
+            continue
+        target = values.get(parts[0])
+        if not isinstance(target, ParamGroup):
+            target = values[parts[0]] = ParamGroup()
+        for part in parts[1:-1]:
+            nxt = target.get(part)
+            if not isinstance(nxt, ParamGroup):
+                nxt = ParamGroup()
+                dict.__setitem__(target, part, nxt)
+            target = nxt
+        dict.__setitem__(target, parts[-1], value)
+    return {k: v for k, v in values.items() if k.isidentifier()}
+
+
+def restore(run_id: str, *, location: StoreLocation | None = None) -> dict[str, Any]:
+    """A run's params as Python values, ready to bind as names (``%track restore`` binds them)."""
+    return params_as_values(get_run(run_id, location).data.params)
+
+
+def load(run_id: str, *names: str, location: StoreLocation | None = None) -> dict[str, Any]:
+    """What ``%track load`` binds: the run's ``--artifacts`` objects and its params (all, or just ``names``).
+
+    An artifact wins over a param of the same name. QueryError names what is missing.
+    """
+    run = get_run(run_id, location)
+    params = params_as_values(run.data.params)
+    available = artifact_names(run.info.run_id, location)
+    if not names:
+        result = dict(params)
+        result.update(load_artifacts(run.info.run_id, *available, location=location) if available else {})
+        return result
+    missing = [n for n in names if n not in available and n not in params]
+    if missing:
+        have = ", ".join(available) if available else "none"
+        raise QueryError(
+            f"Run {run.info.run_id} has no artifact or param {', '.join(map(repr, missing))} "
+            f"(artifacts: {have}; log objects with %%track --artifacts NAME)."
+        )
+    result = {n: params[n] for n in names if n not in available}
+    wanted = [n for n in names if n in available]
+    if wanted:
+        result.update(load_artifacts(run.info.run_id, *wanted, location=location))
+    return {n: result[n] for n in names}
+
+
+def metric_history(run_ids: Iterable[str], key: str, location: StoreLocation | None = None,
+                   max_points: int = 2000) -> dict[str, tuple[list[int], list[float]]]:
+    """Step series of one metric for several runs: ``{run_id: (steps, values)}``; long series decimated."""
+    from .store import client_for
+
+    client = client_for(location_or_default(location))
+    key = key.removeprefix("metrics.")
+    out = {}
+    for run_id in run_ids:
+        points = client.get_metric_history(run_id, key)
+        points = sorted(points, key=lambda m: (m.step, m.timestamp))
+        if len(points) > max_points:
+            stride = math.ceil(len(points) / max_points)
+            points = points[::stride] + ([points[-1]] if (len(points) - 1) % stride else [])
+        out[run_id] = ([m.step for m in points], [m.value for m in points])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- diff
+
+
+@dataclass
+class RunDiff:
+    """Two runs side by side: params and metrics (``(key, a, b)`` rows) and a unified diff of their cell code."""
+
+    run_a: Any
+    run_b: Any
+    params: list[tuple[str, str | None, str | None]] = field(default_factory=list)
+    metrics: list[tuple[str, float | None, float | None]] = field(default_factory=list)
+    code_a: str | None = None
+    code_b: str | None = None
+
+    @property
+    def changed_params(self) -> list[tuple[str, str | None, str | None]]:
+        return [row for row in self.params if row[1] != row[2]]
+
+    @property
+    def code_diff(self) -> list[str]:
+        if self.code_a is None or self.code_b is None or self.code_a == self.code_b:
+            return []
+        return list(difflib.unified_diff(self.code_a.splitlines(), self.code_b.splitlines(),
+                                         fromfile=_label(self.run_a), tofile=_label(self.run_b), lineterm=""))
+
+    def to_dict(self) -> dict:
+        """Plain data for front ends (every string unescaped: the renderer escapes)."""
+        return {
+            "a": {"run_id": self.run_a.info.run_id, "label": _label(self.run_a)},
+            "b": {"run_id": self.run_b.info.run_id, "label": _label(self.run_b)},
+            "params": [{"key": k, "a": a, "b": b, "changed": a != b} for k, a, b in self.params],
+            "metrics": [{"key": k, "a": _num(a), "b": _num(b), "delta": _delta(a, b)} for k, a, b in self.metrics],
+            "code_same": self.code_a == self.code_b,
+            "code_missing": self.code_a is None or self.code_b is None,
+            "code_diff": self.code_diff,
+        }
+
+    def __str__(self) -> str:
+        lines = [f"diff {_label(self.run_a)}  vs  {_label(self.run_b)}"]
+        if self.params:
+            lines.append("params:")
+            for key, a, b in self.params:
+                mark = "*" if a != b else " "
+                lines.append(f" {mark} {key}: {_show(a)} -> {_show(b)}")
+        if self.metrics:
+            lines.append("metrics:")
+            for key, a, b in self.metrics:
+                delta = _delta(a, b)
+                lines.append(f"   {key}: {_fmt(a)} -> {_fmt(b)}" + (f" ({delta:+.4g})" if delta is not None else ""))
+        lines.append("code:")
+        if self.code_a is None or self.code_b is None:
+            lines.append("   (cell code not logged for one of the runs)")
+        elif self.code_a == self.code_b:
+            lines.append("   same cell code")
+        else:
+            lines.extend("   " + line for line in self.code_diff)
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        return diff_html(self.to_dict())
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        return {"text/plain": str(self), "text/html": self._repr_html_()}
+
+
+def _label(run) -> str:
+    name = run.info.run_name or ""
+    return f"{name} ({run.info.run_id[:8]})" if name else run.info.run_id
+
+
+def _show(value: str | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _num(value: float | None) -> float | None:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    return value
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6g}"
+
+
+def _delta(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None:
+        return None
+    result = b - a
+    return result if math.isfinite(result) else None
+
+
+def diff(run_a: str, run_b: str, *, location: StoreLocation | None = None) -> RunDiff:
+    """Params, metrics and cell code of two runs side by side (every param/metric key of either run)."""
+    a, b = get_run(run_a, location), get_run(run_b, location)
+    params = [(k, a.data.params.get(k), b.data.params.get(k)) for k in sorted(set(a.data.params) | set(b.data.params))]
+    metrics = [(k, a.data.metrics.get(k), b.data.metrics.get(k))
+               for k in sorted(set(a.data.metrics) | set(b.data.metrics))]
+    return RunDiff(a, b, params, metrics, cell_source(a.info.run_id, location), cell_source(b.info.run_id, location))
+
+
+def diff_html(data: dict) -> str:
+    """HTML for a diff (``RunDiff.to_dict()``); every value from the store goes through ``html.escape``."""
+    e = html.escape
+    a, b = e(data["a"]["label"]), e(data["b"]["label"])
+    out = ['<div class="jt-diff" style="font-size:12px">',
+           f'<table class="jt-diff-table"><thead><tr><th></th><th>{a}</th><th>{b}</th><th></th></tr></thead><tbody>']
+    if data["params"]:
+        out.append('<tr><th colspan="4" style="text-align:left">params</th></tr>')
+    for row in data["params"]:
+        style = ' style="background:rgba(255,200,0,0.25)"' if row["changed"] else ""
+        out.append(f'<tr{style}><td>{e(row["key"])}</td><td>{e(_show(row["a"]))}</td>'
+                   f'<td>{e(_show(row["b"]))}</td><td>{"changed" if row["changed"] else ""}</td></tr>')
+    if data["metrics"]:
+        out.append('<tr><th colspan="4" style="text-align:left">metrics</th></tr>')
+    for row in data["metrics"]:
+        delta = "" if row["delta"] is None else f"{row['delta']:+.4g}"
+        out.append(f'<tr><td>{e(row["key"])}</td><td>{e(_fmt(row["a"]))}</td><td>{e(_fmt(row["b"]))}</td>'
+                   f'<td>{e(delta)}</td></tr>')
+    out.append("</tbody></table>")
+    if data["code_missing"]:
+        out.append("<div>cell code: not logged for one of the runs</div>")
+    elif data["code_same"]:
+        out.append("<div>cell code: same</div>")
+    else:
+        lines = []
+        for line in data["code_diff"]:
+            color = "#1a7f37" if line.startswith("+") else "#cf222e" if line.startswith("-") else "inherit"
+            lines.append(f'<span style="color:{color}">{e(line)}</span>')
+        out.append('<pre class="jt-code-diff" style="font-size:11px">' + "\n".join(lines) + "</pre>")
+    out.append("</div>")
+    return "".join(out)
+
+
+def grid_of(run: Run) -> dict | None:
+    """The grid recorded on a sweep's parent run, or None."""
+    text = run.data.tags.get(GRID_TAG)
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
