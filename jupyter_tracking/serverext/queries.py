@@ -1,0 +1,182 @@
+"""Read-only MLflow queries for the REST API, shaped as JSON-ready dicts.
+
+Blocking (MLflow's client is synchronous): the handlers call these in a worker thread. MLflow is imported
+here, on the first request, never when the server extension loads. Nothing here writes to the store, and a
+store that does not exist yet is reported as empty instead of being created.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..store import StoreLocation, client_for, redact_uri
+
+MAX_RESULTS_LIMIT = 1000
+SUMMARY_TAGS = ("mlflow.note.content", "mlflow.source.name", "mlflow.parentRunId")
+
+
+class NotFound(Exception):
+    """The run or experiment asked for is not in the store."""
+
+
+class BadQuery(Exception):
+    """MLflow refused the query (a filter or order-by it cannot parse, a bad page token)."""
+
+
+def store_exists(location: StoreLocation) -> bool:
+    """False for an embedded store whose SQLite file was never created (nothing tracked there yet)."""
+    if not location.is_embedded:
+        return True
+    db_path = Path(location.uri.removeprefix("sqlite:///"))
+    return db_path.is_file() and db_path.stat().st_size > 0
+
+
+def describe_store(location: StoreLocation) -> dict[str, Any]:
+    return {
+        "uri": redact_uri(location.uri),
+        "source": location.source,
+        "exists": store_exists(location),
+        "description": location.describe(),
+    }
+
+
+def _mlflow_errors(func):
+    """Turn MLflow's own "bad request" errors into ``BadQuery`` / ``NotFound``."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return func(*args, **kwargs)
+        except MlflowException as exc:
+            code = getattr(exc, "error_code", "")
+            if code in ("RESOURCE_DOES_NOT_EXIST",):
+                raise NotFound(exc.message) from exc
+            if code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID_STATE"):
+                raise BadQuery(exc.message) from exc
+            raise
+
+    wrapper.__name__ = func.__name__
+    wrapper.__doc__ = func.__doc__
+    return wrapper
+
+
+@_mlflow_errors
+def list_experiments(location: StoreLocation) -> list[dict[str, Any]]:
+    """Active experiments of the store, most recently updated first."""
+    if not store_exists(location):
+        return []
+    from mlflow.entities import ViewType
+
+    client = client_for(location)
+    experiments = client.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=MAX_RESULTS_LIMIT)
+    rows = [
+        {
+            "experiment_id": e.experiment_id,
+            "name": e.name,
+            "creation_time": e.creation_time,
+            "last_update_time": e.last_update_time,
+            "tags": {k: v for k, v in (e.tags or {}).items() if not k.startswith("mlflow.")},
+        }
+        for e in experiments
+    ]
+    rows.sort(key=lambda row: row["last_update_time"] or 0, reverse=True)
+    return rows
+
+
+def _run_summary(run: Any) -> dict[str, Any]:
+    info, data = run.info, run.data
+    tags = data.tags or {}
+    return {
+        "run_id": info.run_id,
+        "run_name": info.run_name,
+        "experiment_id": info.experiment_id,
+        "status": info.status,
+        "start_time": info.start_time,
+        "end_time": info.end_time,
+        "params": dict(data.params or {}),
+        "metrics": dict(data.metrics or {}),
+        "tags": {k: v for k, v in tags.items() if not k.startswith("mlflow.") or k in SUMMARY_TAGS},
+    }
+
+
+@_mlflow_errors
+def search_runs(
+    location: StoreLocation,
+    experiment_ids: list[str] | None,
+    filter_string: str = "",
+    order_by: list[str] | None = None,
+    max_results: int = 100,
+    page_token: str | None = None,
+) -> dict[str, Any]:
+    """One page of runs matching MLflow's search syntax, with the token for the next page (or None)."""
+    if not store_exists(location):
+        return {"runs": [], "next_page_token": None}
+    from mlflow.entities import ViewType
+
+    client = client_for(location)
+    if not experiment_ids:
+        experiment_ids = [e["experiment_id"] for e in list_experiments(location)]
+        if not experiment_ids:
+            return {"runs": [], "next_page_token": None}
+    page = client.search_runs(
+        experiment_ids=experiment_ids,
+        filter_string=filter_string or "",
+        run_view_type=ViewType.ACTIVE_ONLY,
+        max_results=max(1, min(int(max_results), MAX_RESULTS_LIMIT)),
+        order_by=order_by or ["attributes.start_time DESC"],
+        page_token=page_token or None,
+    )
+    token = page.token.decode() if isinstance(page.token, bytes) else page.token
+    return {"runs": [_run_summary(run) for run in page], "next_page_token": token or None}
+
+
+@_mlflow_errors
+def get_run(location: StoreLocation, run_id: str) -> dict[str, Any]:
+    """One run: its summary plus every tag and, per metric, its latest value and how many points it has."""
+    if not store_exists(location):
+        raise NotFound(f"Run {run_id} not found: the store is empty.")
+    client = client_for(location)
+    run = client.get_run(run_id)
+    summary = _run_summary(run)
+    summary["tags"] = dict(run.data.tags or {})
+    summary["artifact_uri"] = run.info.artifact_uri
+    metrics = []
+    for key in sorted(run.data.metrics or {}):
+        history = client.get_metric_history(run_id, key)
+        latest = max(history, key=lambda m: (m.step, m.timestamp)) if history else None
+        metrics.append(
+            {
+                "key": key,
+                "value": run.data.metrics[key],
+                "step": latest.step if latest else 0,
+                "points": len(history),
+            }
+        )
+    summary["metric_details"] = metrics
+    return summary
+
+
+def decimate(points: list[dict[str, Any]], max_points: int) -> list[dict[str, Any]]:
+    """At most ``max_points`` points, evenly spread, always keeping the first and the last."""
+    if max_points < 2 or len(points) <= max_points:
+        return points
+    last = len(points) - 1
+    indexes = sorted({round(i * last / (max_points - 1)) for i in range(max_points)})
+    return [points[i] for i in indexes]
+
+
+@_mlflow_errors
+def metric_history(location: StoreLocation, run_id: str, key: str, max_points: int = 2000) -> dict[str, Any]:
+    """The step series of one metric of one run, in step order, decimated to ``max_points``."""
+    if not store_exists(location):
+        raise NotFound(f"Run {run_id} not found: the store is empty.")
+    client = client_for(location)
+    client.get_run(run_id)  # NotFound for an unknown run rather than an empty series
+    history = client.get_metric_history(run_id, key)
+    points = sorted(
+        ({"step": m.step, "value": m.value, "timestamp": m.timestamp} for m in history),
+        key=lambda p: (p["step"], p["timestamp"]),
+    )
+    return {"run_id": run_id, "key": key, "total": len(points), "points": decimate(points, max_points)}

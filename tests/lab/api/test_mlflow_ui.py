@@ -1,0 +1,51 @@
+"""The MLflow UI proxied through the Jupyter server: a real ``mlflow server`` started by the extension."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+NB = "proj/notebooks/train.ipynb"
+
+
+@pytest.fixture
+def stop_ui_servers():
+    yield
+    from jupyter_tracking.serverext import mlflow_ui
+
+    mlflow_ui.stop_all()
+
+
+@pytest.mark.server
+async def test_open_mlflow_ui_starts_one_server_and_proxies_it(
+    jp_fetch, http_server_client, jp_auth_header, seeded_runs, stop_ui_servers
+):
+    response = await jp_fetch("jupyter-tracking/api/mlflow-ui", method="POST", body=b"", params={"path": NB},
+                              request_timeout=120)  # fmt: skip
+    url = json.loads(response.body)["url"]
+    assert url.startswith("/a%40b/jupyter-tracking/mlflow/") and url.endswith("/")
+
+    page = await http_server_client.fetch(url, headers=jp_auth_header)
+    assert page.code == 200
+    assert b"<html" in page.body.lower() and b"static-files" in page.body
+
+    search = await http_server_client.fetch(
+        url + "ajax-api/2.0/mlflow/experiments/search?max_results=50", headers=jp_auth_header
+    )
+    names = {e["name"] for e in json.loads(search.body)["experiments"]}
+    assert {"iris", "other"} <= names
+
+    runs = await http_server_client.fetch(
+        url + "ajax-api/2.0/mlflow/runs/search",
+        method="POST",
+        headers={**jp_auth_header, "Content-Type": "application/json"},
+        body=json.dumps({"experiment_ids": [seeded_runs["experiment_id"]], "filter": "params.lr = '0.01'"}),
+    )
+    assert [r["info"]["run_id"] for r in json.loads(runs.body)["runs"]] == [seeded_runs["runs"]["0.01"]]
+
+    again = await jp_fetch("jupyter-tracking/api/mlflow-ui", method="POST", body=b"", params={"path": "proj"},
+                           request_timeout=120)  # fmt: skip
+    assert json.loads(again.body)["url"] == url  # same store: the running server is reused
+    listed = json.loads((await jp_fetch("jupyter-tracking/api/mlflow-ui")).body)["servers"]
+    assert len(listed) == 1 and listed[0]["alive"]
