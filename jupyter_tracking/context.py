@@ -1,0 +1,176 @@
+"""Where the code runs: front end, notebook path, cell id, git state, Python and package versions.
+
+Context detection lives here and only here; other modules ask ``frontend()`` instead of testing for Colab
+or VS Code themselves. Nothing here imports MLflow.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+KEY_PACKAGES = (
+    "mlflow", "numpy", "pandas", "scikit-learn", "scipy", "torch", "tensorflow", "keras", "jax",
+    "xgboost", "lightgbm", "catboost", "transformers",
+)
+# Import names of KEY_PACKAGES where they differ from the distribution name.
+_IMPORT_NAMES = {"scikit-learn": "sklearn"}
+
+
+def _shell() -> Any:
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython is a dependency
+        return None
+    return get_ipython()
+
+
+def frontend() -> str:
+    """The front end showing our output: "colab", "vscode", "jupyter", "terminal" or "none"."""
+    if "google.colab" in sys.modules:
+        return "colab"
+    shell = _shell()
+    if shell is None:
+        return "none"
+    if "VSCODE_PID" in os.environ or "__vsc_ipynb_file__" in shell.user_ns:
+        return "vscode"
+    if getattr(shell, "kernel", None) is not None:
+        return "jupyter"
+    return "terminal"
+
+
+def notebook_path() -> Path | None:
+    """The notebook's file, when the front end lets us know it (VS Code, Jupyter server sessions, IPYNB_FILE)."""
+    shell = _shell()
+    candidates: list[str] = []
+    if shell is not None and shell.user_ns.get("__vsc_ipynb_file__"):
+        candidates.append(str(shell.user_ns["__vsc_ipynb_file__"]))
+    for variable in ("JPY_SESSION_NAME", "IPYNB_FILE"):
+        if os.environ.get(variable):
+            candidates.append(os.environ[variable])
+    for candidate in candidates:
+        path = Path(candidate)
+        if not path.is_absolute():
+            # Jupyter gives a path relative to its root; the kernel's cwd is the notebook's folder.
+            local = Path.cwd() / path.name
+            path = local if local.exists() else (Path.cwd() / path)
+        if path.suffix == ".ipynb":
+            return path.resolve()
+    return None
+
+
+def notebook_dir() -> Path:
+    """The notebook's folder if known, else the current working directory (a kernel starts in it)."""
+    path = notebook_path()
+    return path.parent if path else Path.cwd()
+
+
+class CellInfo:
+    """The id and execution count of the cell being run, as the front end sent them."""
+
+    cell_id: str | None = None
+    execution_count: int | None = None
+
+
+current_cell = CellInfo()
+
+
+def _pre_run_cell(info: Any) -> None:
+    current_cell.cell_id = getattr(info, "cell_id", None)
+    shell = _shell()
+    current_cell.execution_count = getattr(shell, "execution_count", None)
+
+
+def install_cell_hooks(shell: Any) -> None:
+    """Remember the cell id of each execution (JupyterLab, Notebook 7, VS Code and nbclient send it)."""
+    uninstall_cell_hooks(shell)
+    shell.events.register("pre_run_cell", _pre_run_cell)
+
+
+def uninstall_cell_hooks(shell: Any) -> None:
+    if _pre_run_cell in shell.events.callbacks["pre_run_cell"]:
+        shell.events.unregister("pre_run_cell", _pre_run_cell)
+
+
+@dataclass(frozen=True)
+class GitState:
+    commit: str
+    branch: str | None
+    dirty: bool
+    remote_url: str | None
+
+
+def _git(folder: Path, *args: str) -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def git_state(folder: Path) -> GitState | None:
+    """Commit, branch, dirty flag and origin URL of the git repository holding ``folder``, or None."""
+    commit = _git(folder, "rev-parse", "HEAD")
+    if not commit:
+        return None
+    branch = _git(folder, "rev-parse", "--abbrev-ref", "HEAD")
+    status = _git(folder, "status", "--porcelain", "--untracked-files=no")
+    remote = _git(folder, "config", "--get", "remote.origin.url")
+    from .store import redact_uri
+
+    return GitState(
+        commit=commit,
+        branch=None if branch in (None, "HEAD") else branch,
+        dirty=bool(status),
+        remote_url=redact_uri(remote) if remote else None,
+    )
+
+
+class GitProbe:
+    """Reads the git state in a background thread while the cell runs; ``result()`` waits for it."""
+
+    def __init__(self, folder: Path) -> None:
+        self._value: GitState | None = None
+        self._thread = threading.Thread(target=self._run, args=(folder,), daemon=True, name="jt-git")
+        self._thread.start()
+
+    def _run(self, folder: Path) -> None:
+        self._value = git_state(folder)
+
+    def result(self, timeout: float = 10.0) -> GitState | None:
+        self._thread.join(timeout)
+        return self._value
+
+
+_versions_cache: dict[str, str] = {}
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the key ML packages the kernel has imported (plus mlflow), cached per session."""
+    from importlib import metadata
+
+    versions: dict[str, str] = {}
+    for name in KEY_PACKAGES:
+        module = _IMPORT_NAMES.get(name, name)
+        if name != "mlflow" and module not in sys.modules:
+            continue
+        if name not in _versions_cache:
+            try:
+                _versions_cache[name] = metadata.version(name)
+            except metadata.PackageNotFoundError:
+                continue
+        versions[name] = _versions_cache[name]
+    return versions
+
+
+def python_version() -> str:
+    return f"{platform.python_implementation()} {platform.python_version()}"

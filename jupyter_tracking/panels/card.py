@@ -1,0 +1,237 @@
+"""The run card shown after a tracked cell: one MIME bundle that reads well everywhere.
+
+``text/plain`` for terminals and nbval, ``text/html`` (inline styles only, every value escaped) for Jupyter,
+nbconvert and GitHub, and ``application/vnd.jupyter-tracking.run+json`` for the JupyterLab extension.
+Params changed since the previous run of the same cell are marked; metrics show the change against that
+run and against the experiment's best run.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+MIME_TYPE = "application/vnd.jupyter-tracking.run+json"
+STATUS_COLOURS = {"FINISHED": "#2e7d32", "FAILED": "#c62828", "KILLED": "#ef6c00", "RUNNING": "#1565c0"}
+_LOWER_IS_BETTER = re.compile(
+    r"(loss|error|err$|mse|mae|rmse|mape|perplexity|ppl|latency|duration|time|wer|cer|fpr|fnr|regret|cost)",
+    re.IGNORECASE,
+)
+
+
+def metric_goal(key: str) -> str:
+    """"min" for losses, errors and times; "max" otherwise (accuracy, f1, auc, ...)."""
+    return "min" if _LOWER_IS_BETTER.search(key) else "max"
+
+
+@dataclass
+class Comparison:
+    """What the card compares with: the previous run of the same cell and the best values per metric."""
+
+    previous_run_id: str | None = None
+    previous_params: dict[str, str] = field(default_factory=dict)
+    previous_metrics: dict[str, float] = field(default_factory=dict)
+    best: dict[str, tuple[float, str]] = field(default_factory=dict)  # key -> (value, run id)
+
+
+def format_number(value: float | None) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return str(value)
+    if value == 0:
+        return "0"
+    magnitude = abs(value)
+    if magnitude >= 1e5 or magnitude < 1e-3:
+        return f"{value:.3e}"
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.4g}"
+
+
+def format_delta(value: float, reference: float | None) -> str:
+    if reference is None or any(math.isnan(x) or math.isinf(x) for x in (value, reference)):
+        return ""
+    delta = value - reference
+    if delta == 0:
+        return "±0"
+    return ("+" if delta > 0 else "−") + format_number(abs(delta))
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def card_data(summary: Any, comparison: Comparison, *, notebook: str | None, cell_id: str | None,
+              ui_url: str | None = None) -> dict[str, Any]:
+    """The JSON document of the card (the extension's MIME type), from a RunSummary and its comparison."""
+    duration = None if summary.end_time is None else max(0.0, summary.end_time - summary.start_time)
+    params = [
+        {
+            "key": key,
+            "value": value,
+            "previous": comparison.previous_params.get(key),
+            "changed": comparison.previous_run_id is not None and comparison.previous_params.get(key) != value,
+        }
+        for key, value in sorted(summary.params.items())
+    ]
+    metric_values = dict(summary.metrics)
+    # Step series are summarised by their last value.
+    for key, count in summary.step_counts.items():
+        if key in summary.last_step_values and key not in metric_values:
+            metric_values[key] = summary.last_step_values[key]
+    metrics = []
+    for key, value in sorted(metric_values.items()):
+        best = comparison.best.get(key)
+        metrics.append(
+            {
+                "key": key,
+                "value": value,
+                "previous": comparison.previous_metrics.get(key),
+                "best": best[0] if best else None,
+                "best_run_id": best[1] if best else None,
+                "goal": metric_goal(key),
+                "steps": summary.step_counts.get(key, 0),
+            }
+        )
+    best_run_id = None
+    for entry in metrics:
+        if entry["best_run_id"]:
+            best_run_id = entry["best_run_id"]
+            break
+    return {
+        "version": 1,
+        "run_id": summary.run_id,
+        "run_name": summary.run_name,
+        "experiment_id": summary.experiment_id,
+        "experiment_name": summary.experiment_name,
+        "status": summary.status,
+        "start_time": int(summary.start_time * 1000),
+        "end_time": None if summary.end_time is None else int(summary.end_time * 1000),
+        "duration_s": duration,
+        "tracking_uri": summary.tracking_uri,
+        "notebook": notebook,
+        "cell_id": cell_id,
+        "previous_run_id": comparison.previous_run_id,
+        "best_run_id": best_run_id,
+        "params": params,
+        "metrics": metrics,
+        "withheld": list(summary.withheld),
+        "spooled": summary.spooled,
+        "ui_url": ui_url,
+    }
+
+
+def render_text(data: dict[str, Any]) -> str:
+    """Plain-text card: a header line, params (changed ones marked), metrics with deltas."""
+    run_id = data["run_id"] or "(spooled)"
+    lines = [
+        f"run {data['run_name'] or ''} [{run_id}] {data['status']} in {format_duration(data['duration_s'])}"
+        f" · experiment {data['experiment_name']}"
+    ]
+    if data["params"]:
+        parts = []
+        for param in data["params"]:
+            text = f"{param['key']}={_short(param['value'])}"
+            if param["changed"]:
+                text += f" (was {_short(param['previous']) if param['previous'] is not None else 'unset'})"
+            parts.append(text)
+        lines.append("params:  " + ", ".join(parts))
+    if data["metrics"]:
+        parts = []
+        for metric in data["metrics"]:
+            text = f"{metric['key']}={format_number(metric['value'])}"
+            extras = []
+            delta = format_delta(metric["value"], metric["previous"])
+            if delta:
+                extras.append(f"{delta} vs previous")
+            if metric["best"] is not None:
+                extras.append(f"best {format_number(metric['best'])}")
+            if metric["steps"] > 1:
+                extras.append(f"{metric['steps']} steps")
+            if extras:
+                text += f" ({', '.join(extras)})"
+            parts.append(text)
+        lines.append("metrics: " + ", ".join(parts))
+    if data["withheld"]:
+        lines.append("withheld (look like credentials): " + ", ".join(data["withheld"]))
+    if data.get("spooled"):
+        lines.append("spooled: the store was unreachable; `%track sync` delivers this run")
+    return "\n".join(lines)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _better(metric: dict[str, Any], reference: float | None) -> bool | None:
+    if reference is None or metric["value"] == reference:
+        return None
+    improved = metric["value"] < reference
+    return improved if metric["goal"] == "min" else not improved
+
+
+def render_html(data: dict[str, Any]) -> str:
+    """HTML card with inline styles (GitHub and nbconvert keep them); every value is escaped."""
+    esc = html.escape
+    colour = STATUS_COLOURS.get(data["status"], "#555")
+    head = (
+        f'<div style="font-weight:600">{esc(str(data["run_name"] or ""))} '
+        f'<span style="color:{colour}">{esc(data["status"])}</span> '
+        f'<span style="color:#666;font-weight:400">{esc(format_duration(data["duration_s"]))} · '
+        f'experiment {esc(str(data["experiment_name"]))} · run {esc(str(data["run_id"] or "spooled"))}</span></div>'
+    )
+    rows = []
+    for param in data["params"]:
+        changed = param["changed"]
+        was = "" if not changed else f' <span style="color:#888">(was {esc(_short(param["previous"]) if param["previous"] is not None else "unset")})</span>'
+        style = "background:#fff3cd;" if changed else ""
+        rows.append(
+            f'<tr style="{style}"><td style="padding:1px 8px;color:#555">param</td>'
+            f'<td style="padding:1px 8px">{esc(param["key"])}</td>'
+            f'<td style="padding:1px 8px">{esc(_short(param["value"]))}{was}</td></tr>'
+        )
+    for metric in data["metrics"]:
+        delta = format_delta(metric["value"], metric["previous"])
+        better = _better(metric, metric["previous"])
+        delta_colour = "#888" if better is None else ("#2e7d32" if better else "#c62828")
+        extras = []
+        if delta:
+            extras.append(f'<span style="color:{delta_colour}">{esc(delta)} vs previous</span>')
+        if metric["best"] is not None:
+            extras.append(f'<span style="color:#888">best {esc(format_number(metric["best"]))}</span>')
+        if metric["steps"] > 1:
+            extras.append(f'<span style="color:#888">{metric["steps"]} steps</span>')
+        rows.append(
+            f'<tr><td style="padding:1px 8px;color:#555">metric</td>'
+            f'<td style="padding:1px 8px">{esc(metric["key"])}</td>'
+            f'<td style="padding:1px 8px"><b>{esc(format_number(metric["value"]))}</b> {" · ".join(extras)}</td></tr>'
+        )
+    table = f'<table style="border-collapse:collapse;font-size:12px;margin-top:4px">{"".join(rows)}</table>' if rows else ""
+    notes = []
+    if data["withheld"]:
+        notes.append("withheld (look like credentials): " + esc(", ".join(data["withheld"])))
+    if data.get("spooled"):
+        notes.append("spooled: the store was unreachable; <code>%track sync</code> delivers this run")
+    footer = "".join(f'<div style="color:#8a6d3b;font-size:12px">{note}</div>' for note in notes)
+    return (
+        f'<div class="jupyter-tracking-card" style="border-left:4px solid {colour};padding:4px 10px;'
+        f'font-family:var(--jp-ui-font-family,sans-serif);font-size:13px">{head}{table}{footer}</div>'
+    )
+
+
+def card_bundle(data: dict[str, Any]) -> dict[str, Any]:
+    """The MIME bundle to display."""
+    return {"text/plain": render_text(data), "text/html": render_html(data), MIME_TYPE: data}
