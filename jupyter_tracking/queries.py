@@ -651,3 +651,42 @@ def grid_of(run: Run) -> dict | None:
         return json.loads(text)
     except ValueError:
         return None
+
+
+_LOWER_IS_BETTER = ("loss", "error", "err", "mse", "rmse", "mae", "mape", "perplexity", "wer", "cer")
+_HIGHER_IS_BETTER = ("acc", "accuracy", "f1", "auc", "roc_auc", "score", "r2", "precision", "recall", "map",
+                     "iou", "dice", "bleu", "rouge")
+
+
+def objective_direction(metric: str) -> str:
+    """``"min"`` or ``"max"``: which way a metric improves, judged by its name (losses down, accuracies up)."""
+    words = metric.lower().replace("-", "_").replace(".", "_").replace("/", "_").split("_")
+    if any(w in _LOWER_IS_BETTER for w in words):
+        return "min"
+    if any(w in _HIGHER_IS_BETTER for w in words):
+        return "max"
+    return "min"
+
+
+def guess_objective(metrics: Iterable[str]) -> tuple[str, str] | None:
+    """The metric a sweep is most likely judged by, and its direction: a held-out (val/test) loss first, then a
+    held-out score, then any loss, any known score, else the first metric. None when there are no metrics.
+    """
+    keys = [m.removeprefix("metrics.") for m in metrics]
+    if not keys:
+        return None
+
+    def rank(key: str) -> tuple[int, int]:
+        low = key.lower()
+        held_out = any(s in low for s in ("val", "valid", "test", "eval"))
+        direction = objective_direction(key)
+        words = set(low.replace("-", "_").replace(".", "_").split("_"))
+        known = bool(words & set(_LOWER_IS_BETTER + _HIGHER_IS_BETTER))
+        if known and held_out:
+            return (0 if direction == "min" else 1, keys.index(key))
+        if known:
+            return (2 if direction == "min" else 3, keys.index(key))
+        return (4, keys.index(key))
+
+    key = min(keys, key=rank)
+    return key, objective_direction(key)

@@ -1,0 +1,487 @@
+"""The comparison panel shown by ``%runs`` / ``jt.runs()``: a paged runs table and one plotly figure.
+
+The kernel holds the runs as a pandas frame (``RunsPanel.df``); the browser only ever holds the page it shows.
+The table is an anywidget (``_compare.js``: filter box, sortable headers, checkboxes, pager, diff view); the
+figure is one plotly ``FigureWidget`` that overlays the selected runs' step curves of the chosen metric above a
+parallel-coordinates view of params against that metric. Where no widget front end exists the panel renders as
+an escaped HTML table of its first page. Nothing here writes runs.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from .. import queries
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from ..store import StoreLocation
+
+PAGE_SIZE = 20
+MAX_CURVES = 20
+FIXED_COLUMNS = [("run_name", "run"), ("status", "status"), ("start_time", "started"), ("duration_s", "duration")]
+_HERE = Path(__file__).resolve().parent
+
+
+@lru_cache(maxsize=1)
+def _table_widget_class():
+    """The anywidget class for the table, defined on first use (anywidget and traitlets load only then)."""
+    import anywidget
+    import traitlets as t
+
+    class RunsTable(anywidget.AnyWidget):
+        _esm = (_HERE / "_compare.js").read_text(encoding="utf-8")
+        _css = (_HERE / "_compare.css").read_text(encoding="utf-8")
+        title = t.Unicode("").tag(sync=True)
+        columns = t.List().tag(sync=True)
+        rows = t.List().tag(sync=True)
+        total = t.Int(0).tag(sync=True)
+        page = t.Int(0).tag(sync=True)
+        pages = t.Int(0).tag(sync=True)
+        sort = t.Dict().tag(sync=True)
+        selected = t.List().tag(sync=True)
+        filter_text = t.Unicode("").tag(sync=True)
+        filter_request = t.Dict().tag(sync=True)
+        filter_error = t.Unicode("").tag(sync=True)
+        show_all = t.Bool(False).tag(sync=True)
+        hidden = t.Int(0).tag(sync=True)
+        metrics = t.List().tag(sync=True)
+        metric = t.Unicode("").tag(sync=True)
+        diff = t.Dict().tag(sync=True)
+
+    return RunsTable
+
+
+class RunsPanel:
+    """Runs of an experiment, to look at (display it) and to compute with (``.df``, a pandas DataFrame).
+
+    State changes (filter, sort, page, selection, metric) are plain methods, so the panel works and is tested
+    without a browser; the widget calls them when the user clicks.
+    """
+
+    def __init__(
+        self,
+        experiment: str | None = None,
+        *,
+        filter: str | None = None,  # noqa: A002
+        sort: str | None = None,
+        max_results: int | None = None,
+        location: StoreLocation | None = None,
+        page_size: int = PAGE_SIZE,
+    ) -> None:
+        self.location = queries.location_or_default(location)
+        self.experiment = experiment
+        self.max_results = max_results
+        self.page_size = max(1, int(page_size))
+        self._experiment_ids = queries.experiment_ids(experiment, self.location)
+        self.filter = filter or ""
+        self.filter_error = ""
+        self.sort_key = queries.parse_sort(sort) if sort else queries.SortKey("start_time", True)
+        self.page = 0
+        self.selected: list[str] = []
+        self.show_all = False
+        self.metric = ""
+        self._table = None
+        self._figure = None
+        self._box = None
+        self._syncing = False
+        self._frame = self._query(self.filter)
+        if sort:
+            self.sort_key = queries.SortKey(queries.resolve_column(self._frame, self.sort_key.name),
+                                            self.sort_key.descending) if len(self._frame) else self.sort_key
+        self.metric = self._default_metric()
+
+    # ------------------------------------------------------------------------------------------ data
+
+    @property
+    def df(self) -> pd.DataFrame:
+        """All runs of the current query (filtered and sorted as shown), as a pandas DataFrame."""
+        return self._frame
+
+    @property
+    def title(self) -> str:
+        if isinstance(self.experiment, str):
+            return self.experiment
+        from ..store import default_experiment_name
+
+        return default_experiment_name() if self.experiment is None else ", ".join(self.experiment)
+
+    def _query(self, filter_text: str) -> pd.DataFrame:
+        order_by = None
+        if self.max_results is not None and self.sort_key:
+            order_by = [queries.store_order_by(self.sort_key)]
+        runs = queries.search(filter=filter_text or None, order_by=order_by, max_results=self.max_results,
+                              location=self.location, experiment_ids_=self._experiment_ids)
+        frame = queries.runs_to_frame(runs)
+        if self.sort_key and len(frame):
+            try:
+                frame = queries.sort_frame(frame, self.sort_key)
+            except queries.QueryError:
+                pass  # the sort column is not in this result: store order
+        return frame
+
+    def shown_columns(self) -> list[str]:
+        """Columns of the table: the fixed ones, then params and metrics (only those that vary, unless show_all)."""
+        data = queries.param_columns(self._frame) + queries.metric_columns(self._frame)
+        if not self.show_all:
+            data = queries.varying_columns(self._frame, data)
+        return [key for key, _ in FIXED_COLUMNS] + data
+
+    def hidden_count(self) -> int:
+        total = len(queries.param_columns(self._frame)) + len(queries.metric_columns(self._frame))
+        return total - (len(self.shown_columns()) - len(FIXED_COLUMNS))
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(len(self._frame) / self.page_size)) if len(self._frame) else 0
+
+    def page_frame(self) -> pd.DataFrame:
+        start = self.page * self.page_size
+        return self._frame.iloc[start:start + self.page_size]
+
+    def page_rows(self) -> list[dict]:
+        """The visible page as plain strings: ``[{"id": run_id, "cells": [...]}]`` in ``shown_columns`` order."""
+        columns = self.shown_columns()
+        frame = self.page_frame()
+        rows = []
+        for _, record in frame.iterrows():
+            rows.append({"id": record["run_id"], "cells": [format_cell(c, record.get(c)) for c in columns]})
+        return rows
+
+    def _default_metric(self) -> str:
+        metrics = queries.metric_columns(self._frame)
+        varying = queries.varying_columns(self._frame, metrics)
+        guess = queries.guess_objective(varying or metrics)
+        return f"metrics.{guess[0]}" if guess else ""
+
+    # ------------------------------------------------------------------------------------------ actions
+
+    def set_filter(self, text: str) -> bool:
+        """Apply an MLflow filter; on a bad one keep the last good table and set ``filter_error``. True if applied."""
+        text = (text or "").strip()
+        try:
+            frame = self._query(text)
+        except queries.QueryError as exc:
+            self.filter_error = f"Filter not applied: {exc}"
+            self._sync()
+            return False
+        self.filter, self.filter_error, self._frame, self.page = text, "", frame, 0
+        known = set(frame["run_id"]) if len(frame) else set()
+        self.selected = [r for r in self.selected if r in known]
+        if self.metric and self.metric not in frame.columns:
+            self.metric = self._default_metric()
+        elif not self.metric:
+            self.metric = self._default_metric()
+        self._sync(figure=True)
+        return True
+
+    def set_sort(self, column: str, descending: bool = False) -> None:
+        key = queries.SortKey(column, bool(descending))
+        if self.max_results is not None:
+            self.sort_key = key
+            self._frame = self._query(self.filter)
+        else:
+            self._frame = queries.sort_frame(self._frame, key)
+            self.sort_key = key
+        self.page = 0
+        self._sync()
+
+    def set_page(self, page: int) -> None:
+        self.page = min(max(0, int(page)), max(0, self.pages - 1))
+        self._sync(figure=not self.selected)
+
+    def set_selected(self, run_ids: Iterable[str]) -> None:
+        known = set(self._frame["run_id"]) if len(self._frame) else set()
+        self.selected = [r for r in dict.fromkeys(run_ids) if r in known]
+        self._sync(figure=True)
+
+    def set_show_all(self, value: bool) -> None:
+        self.show_all = bool(value)
+        self._sync()
+
+    def set_metric(self, metric: str) -> None:
+        if metric and metric in self._frame.columns:
+            self.metric = metric
+            self._sync(figure=True)
+
+    def diff(self):
+        """The RunDiff of the two selected runs, or None unless exactly two are selected."""
+        if len(self.selected) != 2:
+            return None
+        return queries.diff(*self.selected, location=self.location)
+
+    # ------------------------------------------------------------------------------------------ widget
+
+    @property
+    def widget(self):
+        """The ipywidgets view (built on first use): the table widget above one plotly FigureWidget."""
+        if self._box is None:
+            import ipywidgets
+
+            self._table = _table_widget_class()()
+            self._figure = _new_figure()
+            self._sync(figure=True)
+            self._table.observe(self._on_widget_change,
+                                names=["filter_request", "sort", "page", "selected", "show_all", "metric"])
+            self._box = ipywidgets.VBox([self._table, self._figure])
+        return self._box
+
+    @property
+    def table(self):
+        self.widget  # noqa: B018 - builds it
+        return self._table
+
+    @property
+    def figure(self):
+        self.widget  # noqa: B018
+        return self._figure
+
+    def _on_widget_change(self, change: dict) -> None:
+        if self._syncing:
+            return
+        name, value = change["name"], change["new"]
+        try:
+            if name == "filter_request":
+                self.set_filter((value or {}).get("text", ""))
+            elif name == "sort":
+                if value.get("column"):
+                    self.set_sort(value["column"], value.get("descending", False))
+            elif name == "page":
+                self.set_page(value)
+            elif name == "selected":
+                self.set_selected(value)
+            elif name == "show_all":
+                self.set_show_all(value)
+            elif name == "metric":
+                self.set_metric(value)
+        except Exception as exc:  # noqa: BLE001 - a click must never leave a traceback in the output
+            self.filter_error = f"Could not update the panel: {queries.one_line(exc)}"
+            self._sync()
+
+    def _sync(self, figure: bool = False) -> None:
+        """Push the current state to the widgets (no-op until the widget exists)."""
+        if self._table is None:
+            return
+        columns = self.shown_columns()
+        self._syncing = True
+        try:
+            with self._table.hold_sync():
+                self._table.title = self.title
+                self._table.columns = [{"key": c, "label": column_label(c), "group": column_group(c)}
+                                       for c in columns]
+                self._table.rows = self.page_rows()
+                self._table.total = len(self._frame)
+                self._table.pages = self.pages
+                self._table.page = self.page
+                self._table.sort = {"column": self.sort_key.name, "descending": self.sort_key.descending}
+                self._table.selected = list(self.selected)
+                self._table.filter_text = self.filter
+                self._table.filter_error = self.filter_error
+                self._table.show_all = self.show_all
+                self._table.hidden = self.hidden_count()
+                self._table.metrics = queries.metric_columns(self._frame)
+                self._table.metric = self.metric
+                if figure:
+                    result = self.diff()
+                    self._table.diff = result.to_dict() if result is not None else {}
+        finally:
+            self._syncing = False
+        if figure:
+            self._draw_figure()
+
+    def _draw_figure(self) -> None:
+        draw_figure(self._figure, self)
+
+    # ------------------------------------------------------------------------------------------ display
+
+    def __repr__(self) -> str:
+        return f"<RunsPanel {self.title!r}: {len(self._frame)} runs; .df for the DataFrame>"
+
+    def to_text(self) -> str:
+        columns = self.shown_columns()
+        frame = self.page_frame()
+        lines = [f"{self.title}: {len(self._frame)} runs (page {self.page + 1}/{max(1, self.pages)})"]
+        if self.filter:
+            lines[0] += f"  filter: {self.filter}"
+        if len(frame):
+            shown = frame[columns].copy()
+            for c in columns:
+                shown[c] = [format_cell(c, v) for v in frame[c]]
+            shown.columns = [column_label(c) for c in columns]
+            lines.append(shown.to_string(index=False))
+        return "\n".join(lines)
+
+    def to_html(self) -> str:
+        """The first page as a static, escaped HTML table (nbconvert, GitHub, no widget front end)."""
+        e = html.escape
+        columns = self.shown_columns()
+        head = "".join(f"<th>{e(column_label(c))}</th>" for c in columns)
+        body = []
+        for row in self.page_rows():
+            body.append("<tr>" + "".join(f"<td>{e(cell)}</td>" for cell in row["cells"]) + "</tr>")
+        caption = f"{e(self.title)}: {len(self._frame)} runs"
+        if self.filter:
+            caption += f" &middot; filter: <code>{e(self.filter)}</code>"
+        if self.pages > 1:
+            caption += f" &middot; first {self.page_size} shown"
+        return (f'<div class="jt-runs-static"><div>{caption}</div>'
+                f'<table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>')
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        bundle = {"text/plain": self.to_text(), "text/html": self.to_html()}
+        widget_bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude) or {}
+        view = widget_bundle.get("application/vnd.jupyter.widget-view+json")
+        if view is not None:
+            bundle["application/vnd.jupyter.widget-view+json"] = view
+        return bundle
+
+
+def column_label(column: str) -> str:
+    for key, label in FIXED_COLUMNS:
+        if column == key:
+            return label
+    return column.split(".", 1)[1] if column.startswith(("params.", "metrics.", "tags.")) else column
+
+
+def column_group(column: str) -> str:
+    if column.startswith("params."):
+        return "param"
+    if column.startswith("metrics."):
+        return "metric"
+    return "info"
+
+
+def format_cell(column: str, value: Any) -> str:
+    """One table cell as text (the front end escapes it): numbers to 4-5 significant digits, times short."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and math.isnan(value):
+        return ""
+    if column == "start_time":
+        try:
+            return value.strftime("%Y-%m-%d %H:%M:%S")
+        except (AttributeError, ValueError):
+            return ""
+    if column == "duration_s":
+        return format_duration(float(value))
+    if column.startswith("metrics.") and isinstance(value, (int, float)):
+        return f"{value:.5g}"
+    text = str(value)
+    return text if len(text) <= 200 else text[:199] + "\u2026"
+
+
+def format_duration(seconds: float) -> str:
+    if math.isnan(seconds):
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60)} min"
+
+
+def _new_figure():
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    figure = make_subplots(rows=2, cols=1, specs=[[{"type": "xy"}], [{"type": "domain"}]],
+                           row_heights=[0.55, 0.45], vertical_spacing=0.12)
+    widget = go.FigureWidget(figure)
+    widget.update_layout(height=560, margin={"l": 60, "r": 30, "t": 40, "b": 20}, template="plotly_white",
+                         legend={"orientation": "h", "y": 1.08})
+    return widget
+
+
+def _plot_text(value: Any) -> str:
+    """Text for plotly, which interprets a few HTML-like tags: escape them so the text shows as typed."""
+    return html.escape(str(value), quote=False)
+
+
+def draw_figure(figure, panel: RunsPanel) -> None:
+    """Redraw the one figure: selected runs' curves of the panel's metric, and parallel coordinates."""
+    import plotly.graph_objects as go
+
+    metric = panel.metric
+    key = metric.removeprefix("metrics.")
+    frame = panel.df
+    by_id = frame.set_index("run_id", drop=False) if len(frame) else frame
+    curves = []
+    if metric and panel.selected:
+        ids = panel.selected[:MAX_CURVES]
+        histories = queries.metric_history(ids, key, panel.location)
+        for run_id in ids:
+            steps, values = histories.get(run_id, ([], []))
+            name = by_id.loc[run_id, "run_name"] if run_id in by_id.index else run_id
+            curves.append(go.Scatter(x=steps, y=values, mode="lines+markers" if len(steps) < 30 else "lines",
+                                     name=_plot_text(f"{name or run_id[:8]}"), meta=run_id,
+                                     hovertemplate="step %{x}<br>%{y:.5g}<extra>%{fullData.name}</extra>"))
+    rows = frame[frame["run_id"].isin(panel.selected)] if panel.selected else panel.page_frame()
+    parcoords = parcoords_trace(rows, metric, panel.show_all)
+    traces = curves + ([parcoords] if parcoords is not None else [])
+    figure.data = []
+    if traces:
+        figure.add_traces(traces, rows=[1] * len(curves) + ([2] if parcoords is not None else []),
+                          cols=[1] * len(traces))
+    with figure.batch_update():
+        figure.layout.title = {"text": _plot_text(
+            f"{key}: curves of the selected runs" if curves else
+            ("select runs to overlay their curves" if metric else "no metrics logged")), "font": {"size": 13}}
+        figure.layout.xaxis.title = "step"
+        figure.layout.yaxis.title = _plot_text(key)
+        figure.layout.showlegend = bool(curves)
+
+
+def parcoords_trace(rows: pd.DataFrame, metric: str, show_all: bool = False):
+    """A parallel-coordinates trace: one axis per param (varying ones unless show_all), the metric last."""
+    import pandas as pd
+    import plotly.graph_objects as go
+
+    if rows is None or not len(rows):
+        return None
+    params = queries.param_columns(rows)
+    if not show_all and len(rows) > 1:
+        params = queries.varying_columns(rows, params)
+    dimensions = []
+    for column in params[:12]:
+        series = rows[column]
+        numeric = pd.to_numeric(series, errors="coerce")
+        if numeric.notna().sum() == series.notna().sum() and numeric.notna().any():
+            dimensions.append({"label": _plot_text(column_label(column)), "values": numeric.tolist()})
+        else:
+            labels = sorted({str(v) for v in series if v is not None})
+            codes = {label: i for i, label in enumerate(labels)}
+            dimensions.append({
+                "label": _plot_text(column_label(column)),
+                "values": [codes.get(str(v), -1) if v is not None else -1 for v in series],
+                "tickvals": list(codes.values()), "ticktext": [_plot_text(label) for label in labels],
+            })
+    line = {}
+    if metric and metric in rows.columns:
+        values = rows[metric].astype(float)
+        dimensions.append({"label": _plot_text(column_label(metric)), "values": values.tolist()})
+        if values.notna().any():
+            line = {"color": values.fillna(values.min()).tolist(), "colorscale": "Viridis", "showscale": True,
+                    "colorbar": {"len": 0.4, "y": 0.2}}
+    if not dimensions:
+        return None
+    return go.Parcoords(dimensions=dimensions, line=line, name="params")
+
+
+def runs(
+    experiment: str | None = None,
+    *,
+    filter: str | None = None,  # noqa: A002
+    sort: str | None = None,
+    max_results: int | None = None,
+    location: StoreLocation | None = None,
+) -> RunsPanel:
+    """``jt.runs()``: the comparison panel for an experiment's runs (display it; ``.df`` is the DataFrame).
+
+    A bad filter or unknown experiment raises ``QueryError`` with one line.
+    """
+    return RunsPanel(experiment, filter=filter, sort=sort, max_results=max_results, location=location)
