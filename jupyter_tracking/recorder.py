@@ -112,6 +112,8 @@ class RunRecorder:
         self.series = StepSeries()
         self.observers: list[Any] = []
         self._tags = dict(tags or {})
+        # Kept apart: start() hands the start tags to MLflow and empties self._tags.
+        self.cell_key: str | None = self._tags.get("jupyter_tracking.cell_key")
         self._params: dict[str, str] = {}
         self._metrics: dict[str, float] = {}
         self._points: collections.deque = collections.deque()
@@ -366,7 +368,7 @@ class RunRecorder:
             last_step_values={key: values[-1] for key, (_, values, _) in snapshot.items() if values},
             withheld=sorted(self.withheld),
             spooled=self._spool is not None, tracking_uri=store_module.redact_uri(self.location.uri),
-            cell_key=tags.get("jupyter_tracking.cell_key"),
+            cell_key=self.cell_key,
         )
         for observer in list(self.observers):
             self._call_observer(observer, "on_run_end", self, status)
