@@ -15,6 +15,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+## The pinned localtunnel client (`lt`) that `%tracking_ui --share` uses here and in the tests.
+LT := sharing-node/node_modules/.bin/lt
+$(LT): sharing-node/package.json sharing-node/package-lock.json
+	cd sharing-node && npm ci --no-audit --no-fund --loglevel=error
+	touch $(LT)
+
 ## Open JupyterLab on notebooks/, runs going to the embedded SQLite store (mlflow.db at the repo root).
 lab: install
 	env -u MLFLOW_TRACKING_URI $(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1
@@ -22,10 +28,10 @@ lab: install
 ## Every test: pytest (real IPython, kernels, stores, servers, browsers) and nbval on notebooks/.
 test: install test-python test-notebooks
 
-test-python: install
+test-python: install $(LT)
 	env -u MLFLOW_TRACKING_URI $(BIN)/python -m pytest tests -q
 
-test-notebooks: install
+test-notebooks: install $(LT)
 	env -u MLFLOW_TRACKING_URI $(BIN)/python -m pytest -q -p no:cacheprovider --nbval --nbval-sanitize-with notebooks/sanitize.cfg notebooks
 
 ## Execute the quickstart notebook headless into the embedded store and print its runs.
