@@ -1,0 +1,651 @@
+"""The live panel: training curves under a tracked cell, redrawn while the cell runs.
+
+``attach_live_panel(recorder, options)`` is all the cell runner calls. The panel is a recorder observer:
+at ``on_run_start`` it starts one polling thread (<= 10 Hz) that reads new points from
+``recorder.series`` (never touching ``jt.log``'s path), reduces them with ``SeriesDecimator`` and hands
+a ``PanelState`` to one *view*, chosen once per run by ``live_mode()``:
+
+- ``widget``   JupyterLab, Notebook 7, VS Code, Colab with its custom widget manager: one plotly
+               ``FigureWidget`` updated with at most 10 comm messages a second;
+- ``image``    front ends without widgets (or ``JUPYTER_TRACKING_LIVE=image``): an SVG image updated in
+               place through a display handle about once a second;
+- ``text``     kernels nobody watches live (nbconvert, nbval, papermill): a progress line on stderr now
+               and then;
+- ``terminal`` terminal IPython: a progress line rewritten in place on stderr.
+
+At ``on_run_end`` every view leaves the same thing behind: a static bundle (``image/svg+xml`` of the
+final curves plus a ``text/plain`` summary), which the saved notebook keeps for nbconvert and GitHub.
+plotly and ipywidgets are imported only when a widget panel is first shown.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import math
+import os
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._decimate import DEFAULT_CAPACITY, MetricGroup, SeriesDecimator, group_metrics
+from ._static import Curve, Subplot, color_for, render_svg, text_summary
+
+MODES = ("widget", "image", "text", "terminal", "off")
+MODE_ENV = "JUPYTER_TRACKING_LIVE"
+POLL_INTERVAL = 0.1  # seconds between looks at series.version (<= 10 Hz)
+MAX_MESSAGES_PER_SECOND = 10  # widget comm messages in any one-second window
+IMAGE_INTERVAL = 1.0  # seconds between image updates (fallback front ends)
+TERMINAL_INTERVAL = 1.0
+TEXT_FIRST_LINE_AFTER = 10.0  # headless kernels: first progress line after this many seconds
+TEXT_INTERVAL = 30.0
+CLOCK_REFRESH = 1.0  # redraw at least this often for the elapsed time even without new points
+
+
+@dataclass
+class LiveOptions:
+    """What ``%%track`` asked for: ``--no-live`` (live=False), ``--system``, ``--steps N``."""
+
+    live: bool = True
+    system: bool = False
+    steps: int | None = None
+    mode: str | None = None  # force a view (tests); else JUPYTER_TRACKING_LIVE, else detected
+    capacity: int = DEFAULT_CAPACITY
+    system_interval: float = 1.0
+
+
+def attach_live_panel(recorder: Any, options: LiveOptions | None = None, **kwargs: Any) -> LivePanel | None:
+    """Give ``recorder`` (before ``start()``) a live panel and, with ``system=True``, a system sampler.
+
+    Returns the panel, or None when ``live`` is off or no view fits. Tracking is the same either way.
+    """
+    options = options or LiveOptions(**kwargs)
+    if options.steps is not None and getattr(recorder, "total_steps", None) is None:
+        recorder.total_steps = options.steps
+    if options.system:
+        from ..system_metrics import SystemSampler
+
+        recorder.add_observer(SystemSampler(interval=options.system_interval))
+    if not options.live:
+        return None
+    mode = options.mode or live_mode()
+    if mode == "off":
+        return None
+    panel = LivePanel(mode=mode, capacity=options.capacity)
+    recorder.add_observer(panel)
+    return panel
+
+
+def observer_factory(recorder: Any, options: Any) -> LivePanel | None:
+    """For ``cell.register_observer_factory``: ``options`` is the cell's ``TrackOptions``.
+
+    Adds the ``--system`` sampler to ``recorder`` itself and returns the panel (None with ``--no-live``);
+    the cell runner adds the returned panel as an observer.
+    """
+    if getattr(options, "system", False):
+        from ..system_metrics import SystemSampler
+
+        recorder.add_observer(SystemSampler())
+    if not getattr(options, "live", True):
+        return None
+    mode = live_mode()
+    return None if mode == "off" else LivePanel(mode=mode)
+
+
+# ---------------------------------------------------------------------- where are we
+def _shell() -> Any:
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return None
+    return get_ipython()
+
+
+def live_mode(shell: Any = None) -> str:
+    """The view for this session: forced by ``JUPYTER_TRACKING_LIVE``, else guessed from the front end.
+
+    Kernels started by a Jupyter server (JupyterLab, Notebook 7, Voila: ``JPY_SESSION_NAME`` is set), by
+    VS Code or on Colab get widgets; other kernels (nbconvert, nbval, papermill, qtconsole) get text;
+    a terminal IPython gets the terminal line.
+    """
+    forced = os.environ.get(MODE_ENV, "").strip().lower()
+    if forced in MODES:
+        return forced
+    shell = shell if shell is not None else _shell()
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return "terminal"
+    if "google.colab" in sys.modules:
+        return "widget" if _enable_colab_widgets() else "image"
+    if "VSCODE_PID" in os.environ or "__vsc_ipynb_file__" in getattr(shell, "user_ns", {}):
+        return "widget"
+    if os.environ.get("JPY_SESSION_NAME"):
+        return "widget"
+    return "text"
+
+
+_colab_widgets: bool | None = None
+
+
+def _enable_colab_widgets() -> bool:
+    """Switch on Colab's custom widget manager once (third-party widgets need it); False if it fails."""
+    global _colab_widgets
+    if _colab_widgets is None:
+        try:
+            from google.colab import output  # type: ignore[import-not-found]
+
+            output.enable_custom_widget_manager()
+            _colab_widgets = True
+        except Exception:  # noqa: BLE001 - any failure means: use the image fallback
+            _colab_widgets = False
+    return _colab_widgets
+
+
+# ---------------------------------------------------------------------- state handed to views
+@dataclass
+class CurveData:
+    key: str
+    steps: Any  # np.ndarray (decimated)
+    values: Any
+    elapsed: Any  # seconds since the run started
+    last: float | None
+    count: int
+    min_value: float | None
+    max_value: float | None
+
+
+@dataclass
+class PanelState:
+    """What a view draws: subplots (groups), decimated curves, the progress line, the run status."""
+
+    groups: list[MetricGroup]
+    curves: dict[str, CurveData]
+    progress: str
+    status: str
+    points: int = 0
+    colors: dict[str, str] = field(default_factory=dict)
+
+    def subplots(self, time_x: bool = False) -> list[Subplot]:
+        """The curves as ``_static.Subplot``s (x = step, or elapsed seconds for clock-sampled groups)."""
+        result = []
+        for group in self.groups:
+            use_time = time_x or group.time_only
+            subplot = Subplot(group.title, "elapsed s" if use_time else "step")
+            for key in group.keys:
+                data = self.curves[key]
+                subplot.curves.append(Curve(
+                    key, self.colors.get(key, color_for(0)), data.elapsed if use_time else data.steps,
+                    data.values, data.last, data.count, data.min_value, data.max_value,
+                ))
+            result.append(subplot)
+        return result
+
+
+def static_bundle(state: PanelState) -> dict[str, str]:
+    """The picture kept in the saved notebook: an SVG of the curves and a text summary (deterministic)."""
+    subplots = state.subplots()
+    heading = f"Training curves ({state.status.lower()})"
+    return {
+        "image/svg+xml": render_svg(subplots),
+        "text/plain": text_summary(subplots, heading),
+    }
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def progress_line(name: str | None, step: float | None, first_step: float | None, total: int | None,
+                  elapsed: float, status: str = "RUNNING") -> str:
+    """``name · step 40/100 (40%) · 0:12 elapsed · ETA 0:18`` (no ETA without a total)."""
+    parts = [name] if name else []
+    if step is not None:
+        done = int(step) + (1 if first_step == 0 else 0)
+        if total:
+            done = min(done, total)
+            parts.append(f"step {done}/{total} ({100 * done // total}%)")
+        else:
+            parts.append(f"step {int(step)}")
+    else:
+        done = 0
+    parts.append(f"{format_duration(elapsed)} elapsed")
+    if status == "RUNNING":
+        if total and done > 0 and done < total:
+            parts.append(f"ETA {format_duration(elapsed / done * (total - done))}")
+    else:
+        parts.append(status.lower())
+    return " · ".join(parts)
+
+
+# ---------------------------------------------------------------------- the panel
+class LivePanel:
+    """A recorder observer that draws the run's step series live through one view (see module doc)."""
+
+    def __init__(self, mode: str = "widget", capacity: int = DEFAULT_CAPACITY) -> None:
+        if mode not in MODES or mode == "off":
+            raise ValueError(f"unknown live panel mode {mode!r}")
+        self.mode = mode
+        self.capacity = capacity
+        self.recorder: Any = None
+        self.view: Any = None
+        self.redraws = 0  # views drawn (show + updates), for tests and benchmarks
+        self._decimators: dict[str, SeriesDecimator] = {}
+        self._seen: dict[str, int] = {}
+        self._colors: dict[str, str] = {}
+        self._version = -1
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # one draw at a time (thread vs. on_run_end)
+        self._dirty = False
+        self._shown = False
+        self._last_draw = 0.0
+
+    # ------------------------------------------------------------------ observer protocol
+    def on_run_start(self, recorder: Any) -> None:
+        self.recorder = recorder
+        self.view = _VIEWS[self.mode]()
+        # The thread runs in a copy of the cell's context: its outputs carry the cell's parent header.
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(target=context.run, args=(self._loop,), name="jt-live-panel", daemon=True)
+        self._thread.start()
+
+    def on_run_end(self, recorder: Any, status: str) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        with self._lock:
+            self._ingest()
+            if not self._decimators:
+                self.view.close()
+                return
+            state = self.state(status)
+            self.view.finish(state, static_bundle(state))
+
+    # ------------------------------------------------------------------ polling thread
+    def _loop(self) -> None:
+        try:
+            self.view.prepare()  # e.g. import plotly now, not when the first point arrives
+        except Exception as error:  # noqa: BLE001
+            _warn(f"live panel not shown: {type(error).__name__}: {error}")
+            return
+        while not self._stop.wait(POLL_INTERVAL):
+            try:
+                with self._lock:
+                    if self._stop.is_set():
+                        return
+                    self._tick()
+            except Exception as error:  # noqa: BLE001 - a panel must never break the cell
+                _warn(f"live panel stopped: {type(error).__name__}: {error}")
+                return
+
+    def _tick(self) -> None:
+        if self._ingest():
+            self._dirty = True
+        if not self._decimators:
+            return
+        now = time.monotonic()
+        if not self._shown:
+            self.view.show(self.state())
+            self._shown = True
+            self._dirty = False
+            self._last_draw = now
+            self.redraws += 1
+            return
+        if (self._dirty or now - self._last_draw >= CLOCK_REFRESH) and self.view.ready(now):
+            if self.view.update(self.state()):
+                self.redraws += 1
+            self._dirty = False
+            self._last_draw = now
+
+    def _ingest(self) -> bool:
+        """Move new points from ``recorder.series`` into the decimators; True if there were any."""
+        series = self.recorder.series
+        version = series.version
+        if version == self._version:
+            return False
+        chunks = []
+        with series.lock:
+            self._version = series.version
+            for key, (steps, values, times) in series.data.items():
+                start = self._seen.get(key, 0)
+                end = len(values)
+                if end > start:
+                    chunks.append((key, steps[start:end], values[start:end], times[start:end]))
+                    self._seen[key] = end
+        for key, steps, values, times in chunks:
+            decimator = self._decimators.get(key)
+            if decimator is None:
+                decimator = self._decimators[key] = SeriesDecimator(self.capacity)
+                self._colors[key] = color_for(len(self._colors))
+            decimator.extend(steps, values, times)
+        return bool(chunks)
+
+    def state(self, status: str | None = None) -> PanelState:
+        """The current picture: groups, decimated curves, progress line."""
+        recorder = self.recorder
+        status = status or getattr(recorder, "status", "RUNNING") or "RUNNING"
+        start = float(getattr(recorder, "start_time", time.time()))
+        curves: dict[str, CurveData] = {}
+        last_step = first_step = None
+        last_time = start
+        points = 0
+        for key, decimator in self._decimators.items():
+            steps, values, times = decimator.points()
+            last = decimator.last
+            curves[key] = CurveData(
+                key, steps, values, times - start, last[1] if last else None, decimator.count,
+                decimator.min_value if math.isfinite(decimator.min_value) else None,
+                decimator.max_value if math.isfinite(decimator.max_value) else None,
+            )
+            points += decimator.count
+            if last is not None:
+                last_time = max(last_time, last[2])
+                if not key.startswith("system/"):
+                    last_step = last[0] if last_step is None else max(last_step, last[0])
+                    first = float(steps[0]) if len(steps) else None
+                    if first is not None:
+                        first_step = first if first_step is None else min(first_step, first)
+        elapsed = (time.time() if status == "RUNNING" else max(last_time, time.time())) - start
+        progress = progress_line(getattr(recorder, "run_name", None), last_step, first_step,
+                                 getattr(recorder, "total_steps", None), elapsed, status)
+        return PanelState(group_metrics(list(self._decimators)), curves, progress, status, points,
+                          dict(self._colors))
+
+
+def _warn(message: str) -> None:
+    print(f"jupyter_tracking: {message}", file=sys.__stderr__)
+
+
+# ---------------------------------------------------------------------- views
+class _View:
+    """Base view: ``show`` once, ``update`` when ``ready``, ``finish`` with the static bundle."""
+
+    def __init__(self) -> None:
+        self.display_id = f"jt-live-{uuid.uuid4().hex}"
+        self.messages = 0
+
+    def ready(self, now: float) -> bool:
+        return True
+
+    def prepare(self) -> None:
+        pass
+
+    def show(self, state: PanelState) -> None:
+        raise NotImplementedError
+
+    def update(self, state: PanelState) -> bool:
+        raise NotImplementedError
+
+    def finish(self, state: PanelState, bundle: dict[str, str]) -> None:
+        from IPython.display import display
+
+        display(bundle, raw=True)
+
+    def close(self) -> None:
+        pass
+
+
+def _display(bundle: dict, display_id: str, update: bool = False) -> None:
+    from IPython.display import display
+
+    display(bundle, raw=True, display_id=display_id, update=update)
+
+
+class WidgetView(_View):
+    """One plotly FigureWidget per panel, updated with one comm message per redraw, <= 10 a second."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.figure: Any = None
+        self.layout: Any = None
+        self._sent: deque[float] = deque()
+
+    def prepare(self) -> None:
+        _figure_class()
+
+    def ready(self, now: float) -> bool:
+        while self._sent and now - self._sent[0] >= 1.0:
+            self._sent.popleft()
+        return len(self._sent) + 2 <= MAX_MESSAGES_PER_SECOND
+
+    def _count(self, messages: int) -> None:
+        now = time.monotonic()
+        for _ in range(messages):
+            self._sent.append(now)
+        self.messages += messages
+
+    def show(self, state: PanelState) -> None:
+        from ._figure import FigureLayout
+
+        self.layout = FigureLayout()
+        self.layout.structure(state.groups)
+        traces = [t for key in self.layout.keys for t in (self.layout.trace(key, False), self.layout.trace(key, True))]
+        _fill(traces, self.layout.keys, state)
+        self.figure = _figure_class()(data=traces, layout=self.layout.layout(state.progress))
+        self._count(1)  # comm_open with the whole figure
+        bundle = {
+            "application/vnd.jupyter.widget-view+json": {
+                "version_major": 2, "version_minor": 0, "model_id": self.figure.model_id,
+            },
+            "text/plain": f"Live training curves ({', '.join(self.layout.keys)}): needs a front end with Jupyter widgets.",
+        }
+        _display(bundle, self.display_id)
+
+    def update(self, state: PanelState) -> bool:
+        from ._figure import axis_suffix
+
+        figure, layout = self.figure, self.layout
+        new_keys, changed = layout.structure(state.groups)
+        if new_keys:
+            figure.add_traces([t for key in new_keys for t in (layout.trace(key, False), layout.trace(key, True))])
+            self._count(1)
+        group_of = layout.group_for_key()
+        with figure.batch_update():  # one Plotly.update message for everything below
+            if changed or new_keys:
+                full = layout.layout(state.progress)
+                full.pop("template", None)
+                figure.layout.update(full)
+            else:
+                figure.layout.title.text = _esc(state.progress)
+            for index, key in enumerate(layout.keys):
+                data = state.curves[key]
+                group = group_of[key]
+                suffix = axis_suffix(layout.axis_of[group.id])
+                for offset, time_axis in ((0, False), (1, True)):
+                    trace = figure.data[2 * index + offset]
+                    use_time = time_axis or group.time_only
+                    trace.x = _f32(data.elapsed if use_time else data.steps)
+                    trace.y = _f32(data.values)
+                    trace.name = _legend_name(key, data.last)
+                    if changed or new_keys:
+                        trace.xaxis, trace.yaxis, trace.legend = "x" + suffix, "y" + suffix, "legend" + suffix
+        self._count(1)
+        return True
+
+    def finish(self, state: PanelState, bundle: dict[str, str]) -> None:
+        if self.figure is None:
+            return super().finish(state, bundle)
+        _display(bundle, self.display_id, update=True)
+        self.close()
+
+    def close(self) -> None:
+        if self.figure is not None:
+            self.figure.close()  # frees the model (and its plotly bundle) in the browser
+            self.figure = None
+
+
+class ImageView(_View):
+    """Front ends without widgets: an SVG image updated through a display handle about once a second."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last = 0.0
+
+    def ready(self, now: float) -> bool:
+        return now - self._last >= IMAGE_INTERVAL
+
+    def _bundle(self, state: PanelState) -> dict[str, str]:
+        subplots = state.subplots()
+        return {"image/svg+xml": render_svg(subplots, heading=state.progress),
+                "text/plain": text_summary(subplots, state.progress)}
+
+    def show(self, state: PanelState) -> None:
+        _display(self._bundle(state), self.display_id)
+        self._last = time.monotonic()
+        self.messages += 1
+
+    def update(self, state: PanelState) -> bool:
+        _display(self._bundle(state), self.display_id, update=True)
+        self._last = time.monotonic()
+        self.messages += 1
+        return True
+
+    def finish(self, state: PanelState, bundle: dict[str, str]) -> None:
+        _display(bundle, self.display_id, update=True)
+
+
+class TextView(_View):
+    """Kernels nobody watches live (nbconvert, nbval): a progress line on stderr now and then, then the image.
+
+    Short cells print nothing but the final picture, so their saved outputs stay the same from run to run.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._started = time.monotonic()
+        self._next = self._started + TEXT_FIRST_LINE_AFTER
+
+    def ready(self, now: float) -> bool:
+        return now >= self._next
+
+    def show(self, state: PanelState) -> None:
+        pass
+
+    def update(self, state: PanelState) -> bool:
+        print(f"[live] {state.progress}", file=sys.stderr, flush=True)
+        self._next = time.monotonic() + TEXT_INTERVAL
+        self.messages += 1
+        return True
+
+
+class TerminalView(_View):
+    """Terminal IPython: a progress line rewritten in place on stderr (when it is a terminal)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last = 0.0
+        self._width = 0
+        stream = sys.__stderr__
+        self._tty = bool(stream and hasattr(stream, "isatty") and stream.isatty())
+
+    def ready(self, now: float) -> bool:
+        return self._tty and now - self._last >= TERMINAL_INTERVAL
+
+    def _write(self, text: str) -> None:
+        stream = sys.__stderr__
+        padded = text.ljust(self._width)
+        self._width = len(text)
+        stream.write("\r" + padded)
+        stream.flush()
+        self._last = time.monotonic()
+        self.messages += 1
+
+    def show(self, state: PanelState) -> None:
+        if self._tty:
+            self._write(state.progress)
+
+    def update(self, state: PanelState) -> bool:
+        self._write(state.progress)
+        return True
+
+    def finish(self, state: PanelState, bundle: dict[str, str]) -> None:
+        if self._tty and self._width:
+            sys.__stderr__.write("\r" + " " * self._width + "\r")
+            sys.__stderr__.flush()
+        super().finish(state, bundle)
+
+
+_VIEWS = {"widget": WidgetView, "image": ImageView, "text": TextView, "terminal": TerminalView}
+
+
+# ---------------------------------------------------------------------- plotly helpers (lazy)
+def _esc(text: str) -> str:
+    from ._figure import escape
+
+    return escape(text)
+
+
+def _legend_name(key: str, last: float | None) -> str:
+    from ._figure import escape
+    from ._static import format_number
+
+    return f"{escape(key)} {format_number(last)}"
+
+
+def _f32(array: Any) -> Any:
+    import numpy as np
+
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _fill(traces: list[dict], keys: list[str], state: PanelState) -> None:
+    groups = {k: g for g in state.groups for k in g.keys}
+    for index, key in enumerate(keys):
+        data = state.curves[key]
+        for offset, time_axis in ((0, False), (1, True)):
+            use_time = time_axis or groups[key].time_only
+            trace = traces[2 * index + offset]
+            trace["x"] = _f32(data.elapsed if use_time else data.steps)
+            trace["y"] = _f32(data.values)
+            trace["name"] = _legend_name(key, data.last)
+
+
+_FIGURE_CLASS = None
+
+
+def _figure_class():
+    """A FigureWidget that sends each update as one comm message (plotly sends 2-4 per update)."""
+    global _FIGURE_CLASS
+    if _FIGURE_CLASS is not None:
+        return _FIGURE_CLASS
+    import plotly.graph_objects as go
+
+    class LiveFigure(go.FigureWidget):
+        def _jt_send(self, trait: str, message: dict, layout_edit: bool, trace_edit: bool) -> None:
+            with self.hold_sync():
+                if layout_edit:
+                    message["layout_edit_id"] = self._last_layout_edit_id = self._last_layout_edit_id + 1
+                    self._layout_edit_in_process = True
+                if trace_edit:
+                    message["trace_edit_id"] = self._last_trace_edit_id = self._last_trace_edit_id + 1
+                    self._trace_edit_in_process = True
+                setattr(self, trait, message)
+            with self._lock_property(**{trait: None}):
+                setattr(self, trait, None)  # reset without another message
+
+        def _send_update_msg(self, restyle_data, relayout_data, trace_indexes=None, source_view_id=None):
+            self._jt_send("_py2js_update", {
+                "style_data": restyle_data, "layout_data": relayout_data,
+                "style_traces": self._normalize_trace_indexes(trace_indexes), "source_view_id": source_view_id,
+            }, True, True)
+
+        def _send_restyle_msg(self, restyle_data, trace_indexes=None, source_view_id=None):
+            self._jt_send("_py2js_restyle", {
+                "restyle_data": restyle_data, "restyle_traces": self._normalize_trace_indexes(trace_indexes),
+                "source_view_id": source_view_id,
+            }, True, True)
+
+        def _send_relayout_msg(self, layout_data, source_view_id=None):
+            self._jt_send("_py2js_relayout", {"relayout_data": layout_data, "source_view_id": source_view_id},
+                          True, False)
+
+        def _send_addTraces_msg(self, new_traces_data):
+            self._jt_send("_py2js_addTraces", {"trace_data": new_traces_data}, True, True)
+
+    _FIGURE_CLASS = LiveFigure
+    return LiveFigure
