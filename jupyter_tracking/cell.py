@@ -258,6 +258,15 @@ def register_observer_factory(factory: Any) -> None:
         _observer_factories.append(factory)
 
 
+def _live_panel(recorder: Any, options: TrackOptions) -> Any:
+    from .panels.live import observer_factory  # numpy/plotly stay unimported until a tracked cell runs
+
+    return observer_factory(recorder, options)
+
+
+register_observer_factory(_live_panel)
+
+
 # ---------------------------------------------------------------------- the magic's entry point
 def run_tracked_cell(
     shell: Any,
