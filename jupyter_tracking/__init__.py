@@ -68,7 +68,8 @@ class _ActiveRecorder:
             )
 
 
-_active = _ActiveRecorder()
+# Kept across `%reload_ext` (which re-runs this file): other modules hold a reference to this object.
+_active = globals().get("_active") or _ActiveRecorder()
 
 
 def __getattr__(name: str) -> Any:

@@ -35,6 +35,7 @@ class CellAnalysis:
     read_first: set[str] = field(default_factory=set)  # read before the cell binds them: inputs
     bound: set[str] = field(default_factory=set)  # bound at module level
     literal_bound: set[str] = field(default_factory=set)  # every binding is a literal: params
+    literal_calls: set[str] = field(default_factory=set)  # ... of which some from a call (`Namespace(lr=0.1)`)
     not_metrics: set[str] = field(default_factory=set)  # loop/with/except targets, imports, defs, classes
     deleted: set[str] = field(default_factory=set)
     last_expr_key: str | None = None  # name for the last expression's value when it is a number/dict
@@ -85,8 +86,8 @@ def _is_literal(node: ast.AST | None) -> bool:
         pass
     if isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute)):
         arguments = [*node.args, *(keyword.value for keyword in node.keywords)]
-        if isinstance(node.func, ast.Attribute) and not arguments:
-            return False  # `fh.read()`, `model.fit()`: a method call computes something
+        if not arguments:
+            return False  # `fh.read()`, `evaluate()`: a call without arguments computes something
         return all(_is_literal(argument) for argument in arguments) and all(
             keyword.arg is not None for keyword in node.keywords
         )
@@ -119,6 +120,7 @@ class _Visitor(ast.NodeVisitor):
         self.all_names: set[str] = set()
         self._scopes: list[set[str]] = []  # local names of enclosing functions/comprehensions/classes
         self._globals_in_scope: list[set[str]] = []
+        self._binding_is_call = False
 
     # -- helpers
     def _bind(self, name: str, *, literal: bool, loop: bool = False) -> None:
@@ -135,6 +137,8 @@ class _Visitor(ast.NodeVisitor):
             self.result.not_metrics.add(name)
         if literal:
             self.result.literal_bound.add(name)
+            if self._binding_is_call:
+                self.result.literal_calls.add(name)
         else:
             self.computed.add(name)
 
@@ -163,6 +167,20 @@ class _Visitor(ast.NodeVisitor):
         elif name not in self.result.bound:
             self.result.read_first.add(name)
 
+    # -- code inside `%time ...` / `%%time`: IPython turns it into a string argument; it runs in the namespace
+    def visit_Call(self, node: ast.Call) -> None:
+        inner = _timed_code(node)
+        if inner is not None:
+            try:
+                statements = ast.parse(inner).body
+            except SyntaxError:
+                statements = None
+            if statements is not None:
+                for statement in statements:
+                    self.visit(statement)
+                return
+        self.generic_visit(node)
+
     # -- names
     def visit_Name(self, node: ast.Name) -> None:
         if isinstance(node.ctx, ast.Load):
@@ -176,8 +194,10 @@ class _Visitor(ast.NodeVisitor):
     def visit_Assign(self, node: ast.Assign) -> None:
         self.visit(node.value)
         literal = _is_literal(node.value)
+        self._binding_is_call = isinstance(node.value, ast.Call)
         for target in node.targets:
             self._bind_target(target, literal=literal)
+        self._binding_is_call = False
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
         if node.value is not None:
@@ -326,6 +346,20 @@ class _Visitor(ast.NodeVisitor):
     visit_SetComp = _visit_comprehension
     visit_GeneratorExp = _visit_comprehension
     visit_DictComp = _visit_comprehension
+
+
+def _timed_code(node: ast.Call) -> str | None:
+    """The code string of ``get_ipython().run_line_magic("time", CODE)`` / ``run_cell_magic("time", "", CODE)``."""
+    func = node.func
+    if not (isinstance(func, ast.Attribute) and func.attr in ("run_line_magic", "run_cell_magic")):
+        return None
+    if not (isinstance(func.value, ast.Call) and isinstance(func.value.func, ast.Name)
+            and func.value.func.id == "get_ipython"):
+        return None
+    values = [arg.value if isinstance(arg, ast.Constant) else None for arg in node.args]
+    if not values or values[0] != "time" or not isinstance(values[-1], str):
+        return None
+    return values[-1]
 
 
 class _ComprehensionScope(set):
@@ -620,6 +654,8 @@ class Capture:
                 self._claimed.add(name)
         for name in sorted(analysis.literal_bound - self._claimed):
             if name in namespace and self._allowed(name) and name not in self.rules.force_metrics:
+                if name in analysis.literal_calls and _is_number(namespace[name]):
+                    continue  # `loss = compute(reduction="mean")` computed a number: a metric
                 if self._add_params(name, namespace[name]):
                     self._claimed.add(name)
         for name in sorted(self.rules.force_metrics):

@@ -47,8 +47,9 @@ class SpoolFile:
             self._append({"op": "batch", "params": params, "metrics": metrics, "tags": tags})
 
     def artifact(self, local_path: str, artifact_path: str | None) -> None:
-        self.files.mkdir(parents=True, exist_ok=True)
-        target = self.files / f"{uuid.uuid4().hex[:8]}-{Path(local_path).name}"
+        folder = self.files / uuid.uuid4().hex[:8]  # keeps the file's own name, which MLflow logs it under
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / Path(local_path).name
         shutil.copy2(local_path, target)
         self._append({"op": "artifact", "file": str(target), "artifact_path": artifact_path})
 
@@ -67,7 +68,12 @@ def pending(uri: str | None = None) -> list[Path]:
     files = sorted(folder.glob("*.jsonl"))
     if uri is None:
         return files
-    return [path for path in files if _read(path)[:1] and _read(path)[0].get("uri") == uri]
+    return [path for path in files if _header(path).get("uri") == uri]
+
+
+def _header(path: Path) -> dict[str, Any]:
+    records = _read(path)
+    return records[0] if records else {}
 
 
 def _read(path: Path) -> list[dict[str, Any]]:
