@@ -136,7 +136,7 @@ class TrackedExecution:
             "mlflow.source.type": "NOTEBOOK",
             "mlflow.source.name": notebook_text,
             "jupyter_tracking.cell_hash": source_hash,
-            "jupyter_tracking.cell_key": cell.cell_id or f"{notebook_text}:{source_hash}",
+            "jupyter_tracking.cell_key": cell.cell_id or f"{notebook_text}:{self.options.name or source_hash}",
             "jupyter_tracking.python": context_module.python_version(),
             "jupyter_tracking.packages": json.dumps(context_module.package_versions(), sort_keys=True),
             "jupyter_tracking.version": __version__,

@@ -6,35 +6,39 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 
 def _name_list(text: str) -> list[str]:
-    names = [name.strip() for name in text.split(",") if name.strip()]
+    names = [name.strip() for name in _unquote(text).split(",") if name.strip()]
     for name in names:
         if not name.replace(".", "_").isidentifier():
-            raise ValueError(f"{name!r} is not a variable name")
+            raise argparse.ArgumentTypeError(f"{name!r} is not a variable name (expected a,b,c)")
     if not names:
-        raise ValueError("expected comma-separated variable names")
+        raise argparse.ArgumentTypeError("expected comma-separated variable names")
     return names
 
 
 def _tag(text: str) -> tuple[str, str]:
-    key, separator, value = text.partition("=")
+    key, separator, value = _unquote(text).partition("=")
     if not separator or not key.strip():
-        raise ValueError(f"expected KEY=VALUE, got {text!r}")
-    return key.strip(), value
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), _unquote(value)
 
 
 def _positive_int(text: str) -> int:
-    number = int(text)
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
     if number <= 0:
-        raise ValueError(f"expected a positive whole number, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
     return number
 
 
@@ -84,6 +88,9 @@ class TrackingMagics(Magics):
     @argument("--no-live", action="store_true", help="no live panel")
     @argument("--steps", type=_positive_int, help="how many steps to expect (progress and ETA)")
     @argument("--system", action="store_true", help="log CPU/memory/GPU as system/* metrics")
+    @argument("--grid", metavar="EXPR", nargs="+", help="dict of lists (evaluated here): one child run per combination")
+    @argument("--stop-on-error", action="store_true", help="--grid: stop at the first failing combination")
+    @argument("--best-by", metavar="METRIC[:min|max]", help="--grid: the metric that picks the best child")
     @line_cell_magic
     def track(self, line: str, cell: str | None = None) -> Any:
         """Track a cell as one MLflow run (``%%track``), or show/change tracking (``%track ...``).
@@ -102,8 +109,36 @@ class TrackingMagics(Magics):
             autolog=args.autolog, live=not args.no_live, steps=args.steps, system=args.system,
         )
         __tracebackhide__ = True
-        run_tracked_cell(self.shell, cell, options)
+        if args.grid is not None:
+            from .sweep import GridError, grid_from_expression, parse_best_by, run_grid
+
+            try:
+                grid = grid_from_expression(self.shell, _unquote(" ".join(args.grid)))
+                best_by = parse_best_by(args.best_by)
+            except GridError as error:
+                raise UsageError(f"%%track: {error}") from None
+            run_grid(self.shell, cell, options, grid, stop_on_error=args.stop_on_error, best_by=best_by)
+            return None
+        if args.stop_on_error or args.best_by:
+            raise UsageError("%%track: --stop-on-error and --best-by go with --grid EXPR")
+        from .secret_filter import redact_text
+
+        magic_line = redact_text(f"%%track {line}".strip())
+        run_tracked_cell(self.shell, cell, options, extra_tags={"jupyter_tracking.magic": magic_line})
         return None
+
+    @magic_arguments()
+    @argument("experiment", nargs="?", default=None, help="experiment name (default: the current one)")
+    @argument("--filter", help="MLflow search syntax: \"params.min_leaf = '3' and metrics.test_acc > 0.44\"")
+    @argument("--sort", help="column to sort by: val_loss, --sort=-val_loss or 'val_loss DESC' (descending), params.max_depth")
+    @argument("--max", type=_positive_int, help="at most N runs")
+    @line_magic
+    def runs(self, line: str) -> Any:
+        """Show the comparison panel for an experiment's runs (``%runs``); ``p = %runs`` keeps it (``p.df``)."""
+        args = _parse(self.runs, line)
+        from .panels.compare import runs
+
+        return _reported(runs, args.experiment, filter=args.filter, sort=args.sort, max_results=args.max)
 
     # ------------------------------------------------------------------ line forms
     def _track_line(self, line: str) -> Any:
@@ -150,9 +185,77 @@ class TrackingMagics(Magics):
             print("jupyter_tracking: nothing to sync")
 
 
+    @magic_arguments()
+    @argument("metric", help="metric to rank runs by")
+    @argument("--max", action="store_true", help="higher is better (default: lower is better)")
+    @argument("-e", "--experiment", help="experiment (default: the current one)")
+    def _best(self, rest: str) -> None:
+        """%track best METRIC [--max] [-e EXPERIMENT]"""
+        args = _parse(self._best, rest)
+        from .reuse import show_best
+
+        _reported(show_best, args.metric, "max" if args.max else "min", args.experiment)
+
+    @magic_arguments()
+    @argument("run_id")
+    @argument("names", nargs="*", help="artifact or param names (default: all)")
+    def _load(self, rest: str) -> None:
+        """%track load RUN_ID [NAME ...]"""
+        args = _parse(self._load, rest)
+        from .reuse import load_into
+
+        _reported(load_into, self.shell.user_ns, args.run_id, list(args.names))
+
+    @magic_arguments()
+    @argument("run_id")
+    def _restore(self, rest: str) -> None:
+        """%track restore RUN_ID"""
+        args = _parse(self._restore, rest)
+        from .reuse import restore_into
+
+        _reported(restore_into, self.shell.user_ns, args.run_id)
+
+    @magic_arguments()
+    @argument("run_id")
+    def _rerun(self, rest: str) -> None:
+        """%track rerun RUN_ID"""
+        args = _parse(self._rerun, rest)
+        from .reuse import rerun
+
+        __tracebackhide__ = True
+        _reported(rerun, self.shell, args.run_id)
+
+    @magic_arguments()
+    @argument("run_a")
+    @argument("run_b")
+    def _diff(self, rest: str) -> None:
+        """%track diff RUN_A RUN_B"""
+        args = _parse(self._diff, rest)
+        from .reuse import show_diff
+
+        _reported(show_diff, args.run_a, args.run_b)
+
+
+def _reported(function: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call into queries/sweep; a problem the user can fix (QueryError, GridError) becomes a one-line UsageError."""
+    from .queries import QueryError
+    from .sweep import GridError
+
+    __tracebackhide__ = True
+    try:
+        return function(*args, **kwargs)
+    except (QueryError, GridError) as error:
+        raise UsageError(str(error)) from None
+
+
 _LINE_COMMANDS: dict[str, Any] = {
     "config": TrackingMagics._config,
     "sync": TrackingMagics._sync,
+    "best": TrackingMagics._best,
+    "load": TrackingMagics._load,
+    "restore": TrackingMagics._restore,
+    "rerun": TrackingMagics._rerun,
+    "diff": TrackingMagics._diff,
 }
 
 
