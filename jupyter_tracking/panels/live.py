@@ -37,7 +37,8 @@ from ._static import Curve, Subplot, color_for, render_svg, text_summary
 MODES = ("widget", "image", "text", "terminal", "off")
 MODE_ENV = "JUPYTER_TRACKING_LIVE"
 POLL_INTERVAL = 0.1  # seconds between looks at series.version (<= 10 Hz)
-MAX_MESSAGES_PER_SECOND = 10  # widget comm messages in any one-second window
+MAX_MESSAGES_PER_SECOND = 10  # front-end messages of a widget panel in any one-second window
+FINAL_MESSAGES = 2  # the closing picture and the widget's comm_close, sent whatever the rate
 IMAGE_INTERVAL = 1.0  # seconds between image updates (fallback front ends)
 TERMINAL_INTERVAL = 1.0
 TEXT_FIRST_LINE_AFTER = 10.0  # headless kernels: first progress line after this many seconds
@@ -411,7 +412,8 @@ class WidgetView(_View):
     def ready(self, now: float) -> bool:
         while self._sent and now - self._sent[0] >= 1.0:
             self._sent.popleft()
-        return len(self._sent) + 2 <= MAX_MESSAGES_PER_SECOND
+        # room for a structural redraw (2 messages) plus the closing messages, in any one-second window
+        return len(self._sent) + 2 + FINAL_MESSAGES <= MAX_MESSAGES_PER_SECOND
 
     def _count(self, messages: int) -> None:
         now = time.monotonic()
@@ -427,7 +429,7 @@ class WidgetView(_View):
         traces = [t for key in self.layout.keys for t in (self.layout.trace(key, False), self.layout.trace(key, True))]
         _fill(traces, self.layout.keys, state)
         self.figure = _figure_class()(data=traces, layout=self.layout.layout(state.progress))
-        self._count(1)  # comm_open with the whole figure
+        self._count(4)  # comm_open with the whole figure, then plotly's 3 initial state messages
         bundle = {
             "application/vnd.jupyter.widget-view+json": {
                 "version_major": 2, "version_minor": 0, "model_id": self.figure.model_id,
@@ -435,6 +437,7 @@ class WidgetView(_View):
             "text/plain": f"Live training curves ({', '.join(self.layout.keys)}): needs a front end with Jupyter widgets.",
         }
         _display(bundle, self.display_id)
+        self._count(1)
 
     def update(self, state: PanelState) -> bool:
         from ._figure import axis_suffix

@@ -1,0 +1,303 @@
+"""The live panel in real IPython kernels (jupyter_client) with real SQLite stores: what reaches the front end.
+
+Every iopub message of a tracked cell is recorded with its arrival time, so the tests see the same stream a
+browser would: the widget's comm messages while the cell runs, their rate and size, and the display that
+is left in the notebook when the cell ends. Front ends without widgets are checked the same way.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import pytest
+from jupyter_client.manager import start_new_kernel
+
+SVG = "{http://www.w3.org/2000/svg}"
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+@dataclass
+class Message:
+    at: float  # seconds since the cell was sent
+    msg: dict
+
+    @property
+    def type(self) -> str:
+        return self.msg["msg_type"]
+
+    @property
+    def content(self) -> dict:
+        return self.msg["content"]
+
+    def size(self) -> int:
+        return len(json.dumps(self.content)) + sum(len(b) for b in self.msg.get("buffers") or [])
+
+
+class KernelSession:
+    """A real ipykernel in a project folder, with ``%load_ext jupyter_tracking`` done."""
+
+    def __init__(self, project: Path, mode: str | None) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "JPY_SESSION_NAME")}
+        if mode:
+            env["JUPYTER_TRACKING_LIVE"] = mode
+        else:
+            env.pop("JUPYTER_TRACKING_LIVE", None)
+        self.project = project
+        self.manager, self.client = start_new_kernel(kernel_name="python3", env=env, cwd=str(project / "notebooks"))
+        self.run("%load_ext jupyter_tracking\n%track config --experiment live\nimport jupyter_tracking as jt, time, math")
+
+    def run(self, code: str, timeout: float = 300) -> list[Message]:
+        messages: list[Message] = []
+        start = time.monotonic()
+        reply = self.client.execute_interactive(
+            code, timeout=timeout, output_hook=lambda msg: messages.append(Message(time.monotonic() - start, msg)),
+        )
+        errors = [m.content for m in messages if m.type == "error"]
+        assert reply["content"]["status"] == "ok", errors
+        return messages
+
+    def close(self) -> None:
+        self.client.stop_channels()
+        self.manager.shutdown_kernel(now=True)
+
+
+@pytest.fixture(scope="module")
+def widget_kernel(tmp_path_factory):
+    project = tmp_path_factory.mktemp("widgetproj")
+    (project / "notebooks").mkdir()
+    (project / "pyproject.toml").write_text("[project]\nname='demo'\n")
+    session = KernelSession(project, "widget")
+    yield session
+    session.close()
+
+
+def comm_messages(messages: list[Message], comm_id: str) -> list[Message]:
+    return [m for m in messages if m.type.startswith("comm_") and m.content.get("comm_id") == comm_id]
+
+
+def figure_comm(messages: list[Message]) -> str:
+    opens = [m for m in messages if m.type == "comm_open" and "_esm" in m.content["data"]["state"]]
+    assert len(opens) == 1, "one FigureWidget per panel"
+    return opens[0].content["comm_id"]
+
+
+def updates(messages: list[Message], comm_id: str) -> list[Message]:
+    return [m for m in comm_messages(messages, comm_id)
+            if m.type == "comm_msg" and m.content["data"].get("state", {}).get("_py2js_update")]
+
+
+def max_per_second(times: list[float]) -> int:
+    times = sorted(times)
+    best, left = 0, 0
+    for right, t in enumerate(times):
+        while t - times[left] >= 1.0:
+            left += 1
+        best = max(best, right - left + 1)
+    return best
+
+
+def panel_message_times(messages: list[Message], comm_id: str, display_id: str) -> list[float]:
+    """Arrival times of everything the panel sent to the front end (comm traffic and its display)."""
+    times = [m.at for m in comm_messages(messages, comm_id)]
+    times += [m.at for m in messages if m.type in ("display_data", "update_display_data")
+              and m.content.get("transient", {}).get("display_id") == display_id]
+    return times
+
+
+def y_buffers(message: Message) -> list[bytes]:
+    update = message.content["data"]["state"]["_py2js_update"]
+    paths = message.content["data"]["buffer_paths"]
+    buffers = message.msg["buffers"]
+    return [bytes(buffers[i]) for i, path in enumerate(paths) if path[:3] == ["_py2js_update", "style_data", "y"]]
+
+
+def store_count(project: Path, key: str) -> int:
+    with sqlite3.connect(project / "mlflow.db") as db:
+        return db.execute("select count(*) from metrics where key = ?", (key,)).fetchone()[0]
+
+
+# ---------------------------------------------------------------------- widget front ends (Lab, Notebook 7, VS Code)
+LIVE_CELL = """%%track live-demo --steps 25
+import mlflow
+for epoch in range(25):
+    jt.log(step=epoch, train_loss=math.exp(-epoch / 8), val_loss=math.exp(-epoch / 10) + 0.05, val_acc=1 - math.exp(-epoch / 6))
+    mlflow.log_metric("lr", 0.1 * 0.9 ** epoch, step=epoch)
+    time.sleep(0.12)
+print("loop done", flush=True)
+"""
+
+
+def test_widget_panel_redraws_while_the_cell_runs_and_leaves_a_static_image(widget_kernel):
+    messages = widget_kernel.run(LIVE_CELL)
+    comm_id = figure_comm(messages)
+    loop_done = next(m.at for m in messages if m.type == "stream" and "loop done" in m.content["text"])
+
+    shown = [m for m in messages if m.type == "display_data" and WIDGET_MIME in m.content["data"]]
+    assert len(shown) == 1 and shown[0].at < loop_done - 1.0, "the panel appears while the cell is running"
+    display_id = shown[0].content["transient"]["display_id"]
+
+    live_updates = [m for m in updates(messages, comm_id) if m.at < loop_done]
+    assert len(live_updates) >= 5, "redrawn several times before the loop ended"
+    states = {tuple(y_buffers(m)) for m in live_updates}
+    assert len(states) >= 3, "the drawn curves change from one redraw to the next"
+    names = [n for m in live_updates for n in m.content["data"]["state"]["_py2js_update"]["style_data"].get("name", [])]
+    assert any(n.startswith("lr ") for n in names), "mlflow.log_metric calls in the cell are drawn too"
+    assert any(n.startswith("val_acc ") for n in names)
+    titles = [str(m.content["data"]["state"]["_py2js_update"]["layout_data"]) for m in live_updates]
+    assert any("step" in t and "/25 (" in t and "ETA" in t and "elapsed" in t for t in titles), titles
+
+    assert max_per_second(panel_message_times(messages, comm_id, display_id)) <= 10
+
+    final = [m for m in messages if m.type == "update_display_data"
+             and m.content["transient"]["display_id"] == display_id]
+    assert len(final) == 1 and final[0].at > loop_done
+    bundle = final[0].content["data"]
+    assert WIDGET_MIME not in bundle, "the saved notebook keeps a picture, not a dead widget"
+    svg = ET.fromstring(bundle["image/svg+xml"])
+    assert len(svg.findall(f".//{SVG}polyline")) == 4  # train_loss, val_loss, val_acc, lr
+    assert bundle["text/plain"].startswith("Training curves (finished)")
+    assert "val_acc" in bundle["text/plain"] and "(25 points)" in bundle["text/plain"]
+    assert any(m.type == "comm_close" for m in comm_messages(messages, comm_id)), "widget freed in the browser"
+    assert store_count(widget_kernel.project, "train_loss") == 25
+
+
+def test_a_million_points_stay_within_the_rate_limit_and_a_bounded_payload(widget_kernel):
+    messages = widget_kernel.run("""%%track million
+for i in range(1_000_000):
+    jt.log(step=i, train_loss=1.0 / (i + 1) + (5.0 if i == 654_321 else 0.0))
+print("loop done", flush=True)
+""", timeout=600)
+    comm_id = figure_comm(messages)
+    display_id = next(m.content["transient"]["display_id"] for m in messages
+                      if m.type == "display_data" and WIDGET_MIME in m.content["data"])
+    times = panel_message_times(messages, comm_id, display_id)
+    assert max_per_second(times) <= 10
+    sent = [m for m in comm_messages(messages, comm_id) if m.type == "comm_msg"]
+    payload = sum(m.size() for m in sent)
+    per_update = max(m.size() for m in sent)
+    # 1,000,000 points of one metric; both traces (x = step and x = time) carry <= ~2 * 400 + 3 float32 points
+    assert per_update < 20_000, per_update
+    assert payload <= per_update * 10 * (times[-1] - times[0] + 1)
+    for message in updates(messages, comm_id):
+        for buffer in y_buffers(message):
+            assert len(buffer) // 4 <= 2 * 400 + 3
+    svg = next(m.content["data"]["image/svg+xml"] for m in messages if m.type == "update_display_data")
+    points = ET.fromstring(svg).find(f".//{SVG}polyline").get("points").split()
+    assert len(points) <= 2 * 400 + 3
+    assert store_count(widget_kernel.project, "train_loss") >= 1_000_000, "the store keeps every point"
+    spike = max(float(p.split(",")[1]) for p in points), min(float(p.split(",")[1]) for p in points)
+    assert spike[0] > spike[1], "a curve is drawn"
+    print(f"\n1,000,000 points: {len(sent)} comm messages, {payload:,} bytes after the widget opened, "
+          f"largest {per_update:,} bytes, max {max_per_second(times)} front-end messages in one second")
+
+
+def test_no_live_turns_the_panel_off_but_keeps_tracking(widget_kernel):
+    messages = widget_kernel.run("""%%track quiet --no-live
+for epoch in range(5):
+    jt.log(step=epoch, quiet_loss=1.0 / (epoch + 1))
+    time.sleep(0.15)
+""")
+    assert not [m for m in messages if m.type == "comm_open"]
+    bundles = [m.content["data"] for m in messages if m.type in ("display_data", "update_display_data")]
+    assert not [b for b in bundles if "image/svg+xml" in b or WIDGET_MIME in b]
+    assert any("run quiet" in b.get("text/plain", "") for b in bundles), "the run card is still shown"
+    assert store_count(widget_kernel.project, "quiet_loss") == 5
+
+
+def test_cells_without_step_metrics_get_no_panel(widget_kernel):
+    messages = widget_kernel.run("%%track plain\nx = 1\naccuracy = 0.5\ntime.sleep(0.4)\n")
+    assert not [m for m in messages if m.type == "comm_open"]
+    assert not [m for m in messages if m.type == "display_data" and "image/svg+xml" in m.content["data"]]
+
+
+# ---------------------------------------------------------------------- front ends without widgets
+def test_image_fallback_updates_a_picture_about_once_a_second(project):
+    session = KernelSession(project, "image")
+    try:
+        messages = session.run("""%%track pictures --steps 30
+for epoch in range(30):
+    jt.log(step=epoch, train_loss=1.0 / (epoch + 1))
+    time.sleep(0.12)
+print("loop done", flush=True)
+""")
+    finally:
+        session.close()
+    loop_done = next(m.at for m in messages if m.type == "stream" and "loop done" in m.content["text"])
+    assert not [m for m in messages if m.type == "comm_open"], "no widgets at all"
+    first = next(m for m in messages if m.type == "display_data" and "image/svg+xml" in m.content["data"])
+    display_id = first.content["transient"]["display_id"]
+    live = [m for m in messages if m.type == "update_display_data" and m.at < loop_done
+            and m.content["transient"]["display_id"] == display_id]
+    assert first.at < loop_done - 1.5 and len(live) >= 2
+    assert len({m.content["data"]["image/svg+xml"] for m in live}) == len(live), "each picture is newer"
+    gaps = [b.at - a.at for a, b in zip([first] + live, live)]
+    assert min(gaps) >= 0.9, gaps
+    assert "step" in live[-1].content["data"]["text/plain"] and "/30" in live[-1].content["data"]["text/plain"]
+    final = [m for m in messages if m.type == "update_display_data" and m.at > loop_done]
+    assert final[-1].content["data"]["text/plain"].startswith("Training curves (finished)")
+
+
+def test_nbconvert_execution_keeps_the_static_image(project):
+    """nbclient (what nbconvert --execute and nbval drive): no widget, no progress for a short cell, one picture."""
+    from nbclient import NotebookClient
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext jupyter_tracking\nimport jupyter_tracking as jt, time"),
+        nbformat.v4.new_code_cell(
+            "%%track headless\nfor epoch in range(12):\n"
+            "    jt.log(step=epoch, train_loss=1 / (epoch + 1), val_loss=1.2 / (epoch + 1), val_acc=epoch / 12)\n"
+            "    time.sleep(0.1)\n"
+        ),
+    ]
+    path = project / "notebooks" / "headless.ipynb"
+    env_before = os.environ.pop("JUPYTER_TRACKING_LIVE", None)
+    try:
+        NotebookClient(nb, timeout=300, kernel_name="python3",
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+    finally:
+        if env_before is not None:
+            os.environ["JUPYTER_TRACKING_LIVE"] = env_before
+    nbformat.write(nb, path)
+
+    outputs = nbformat.read(path, 4).cells[1].outputs
+    pictures = [o for o in outputs if o.get("output_type") == "display_data" and "image/svg+xml" in o.data]
+    assert len(pictures) == 1
+    assert not [o for o in outputs if WIDGET_MIME in o.get("data", {})]
+    assert not [o for o in outputs if o.get("name") == "stderr" and "[live]" in o.get("text", "")]
+    assert pictures[0].data["text/plain"].startswith("Training curves (finished)")
+    svg = ET.fromstring(pictures[0].data["image/svg+xml"])
+    assert len(svg.findall(f".//{SVG}polyline")) == 3
+
+    html, _ = HTMLExporter().from_notebook_node(nbformat.read(path, 4))
+    embedded = re.search(r'<img[^>]* src="data:image/svg\+xml;base64,([^"]+)"', html)
+    assert embedded, "nbconvert's HTML shows the picture"
+    assert base64.b64decode(embedded.group(1)).decode().count("<polyline") == 3
+
+
+def test_terminal_ipython_prints_the_text_picture(project):
+    script = project / "notebooks" / "train.ipy"
+    script.write_text(
+        "%load_ext jupyter_tracking\nimport jupyter_tracking as jt, time\n"
+        "get_ipython().run_cell_magic('track', 'terminal-run', "
+        "'for i in range(8):\\n    jt.log(step=i, train_loss=1 / (i + 1))\\n    time.sleep(0.1)\\n')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "JUPYTER_TRACKING_LIVE")}
+    done = subprocess.run([sys.executable, "-m", "IPython", "--no-banner", "--colors=nocolor", str(script)],
+                          cwd=script.parent, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Training curves (finished)" in done.stdout
+    line = next(line for line in done.stdout.splitlines() if line.startswith("train_loss"))
+    assert "█" in line and "▁" in line and "(8 points)" in line
