@@ -265,6 +265,7 @@ def register(ipython: Any) -> None:
     from .store import default_experiment_name, resolve_store
 
     ipython.register_magics(TrackingMagics)
+    ipython.register_magics(TrackingUIMagics)
     context.install_cell_hooks(ipython)
     location = resolve_store()
     print(f"jupyter_tracking: runs go to {location.describe()}, experiment {default_experiment_name()!r}")
@@ -274,3 +275,33 @@ def unregister(ipython: Any) -> None:
     from . import context
 
     context.uninstall_cell_hooks(ipython)
+
+
+@magics_class
+class TrackingUIMagics(Magics):
+    """``%tracking_ui``: the MLflow UI for the current store (work done by ``jupyter_tracking.sharing.ui``)."""
+
+    @magic_arguments()
+    @argument("--port", type=int, default=None, help="serve on this 127.0.0.1 port (default: a free one)")
+    @argument("--share", action="store_true", help="a public URL through localtunnel, behind MLflow's login")
+    @argument("--no-auth", action="store_true", help="with --share: no login (anyone with the URL gets in)")
+    @argument("--tunnel-host", default=None, metavar="URL", help="with --share: use this localtunnel server")
+    @argument("--stop", action="store_true", help="end the UI server and its tunnel")
+    @argument("--status", action="store_true", help="say what runs and where")
+    @argument("--height", type=_positive_int, default=640, help="height of the inline view in pixels")
+    @line_magic
+    def tracking_ui(self, line: str = "") -> None:
+        """%tracking_ui [--port P] [--share [--no-auth] [--tunnel-host URL]] [--stop] [--status]"""
+        try:
+            args = parse_argstring(self.tracking_ui, line)
+        except ValueError as error:
+            raise UsageError(f"%tracking_ui: {error}") from None
+        from .sharing import SharingUsageError, ui
+
+        try:
+            ui(
+                port=args.port, share=args.share, stop=args.stop, status=args.status, no_auth=args.no_auth,
+                tunnel_host=_unquote(args.tunnel_host), height=args.height,
+            )
+        except SharingUsageError as error:
+            raise UsageError(f"%tracking_ui: {error}") from None

@@ -17,7 +17,7 @@ from . import display, processes
 from .tunnel import SupervisedTunnel, Tunnel, find_client
 from .ui_server import StartFailed, StartTimedOut, UIServer, start_ui_server
 
-__all__ = ["SharingError", "SharingState", "current", "ui"]
+__all__ = ["SharingError", "SharingState", "SharingUsageError", "current", "ui"]
 
 # Colab's kernel proxy forwards the browser's requests with its own host name.
 COLAB_PROXY_HOSTS = ("*.colab.googleusercontent.com", "*.prod.colab.dev")
@@ -28,6 +28,10 @@ class SharingError(RuntimeError):
 
     def _render_traceback_(self) -> list[str]:
         return [f"jupyter_tracking: {self}"]
+
+
+class SharingUsageError(SharingError, ValueError):
+    """Options that do not go together (``%tracking_ui`` turns it into a ``UsageError``)."""
 
 
 @dataclass
@@ -85,13 +89,13 @@ def ui(
     another localtunnel server. Raises ``SharingError`` (one line) when something cannot be done.
     """
     if stop and (share or status or port is not None):
-        raise SharingError("--stop takes no other option: it ends the UI server and any tunnel.")
+        raise SharingUsageError("--stop takes no other option: it ends the UI server and any tunnel.")
     if status and (share or port is not None):
-        raise SharingError("--status takes no other option.")
+        raise SharingUsageError("--status takes no other option.")
     if not share and (no_auth or tunnel_host):
-        raise SharingError("--no-auth and --tunnel-host only apply together with --share.")
+        raise SharingUsageError("--no-auth and --tunnel-host only apply together with --share.")
     if port is not None and not (1 <= int(port) <= 65535):
-        raise SharingError(f"--port {port} is not a TCP port (1-65535).")
+        raise SharingUsageError(f"--port {port} is not a TCP port (1-65535).")
     with _lock:
         if stop:
             _stop()
