@@ -204,3 +204,10 @@ def sync() -> list[str]:
             spool.deliver(path, client, lambda name: store_module.experiment_id_for(location, name))
         )
     return delivered
+
+
+# ---------------------------------------------------------------------- comparing and reusing runs
+# Implemented in queries.py and panels/compare.py (neither imports anything heavy at import time).
+from .panels.compare import runs  # noqa: E402
+from .queries import best, diff, restore  # noqa: E402
+from .queries import load_values as load  # noqa: E402

@@ -690,3 +690,12 @@ def guess_objective(metrics: Iterable[str]) -> tuple[str, str] | None:
 
     key = min(keys, key=rank)
     return key, objective_direction(key)
+
+
+def load_values(run_id: str, *names: str, location: StoreLocation | None = None) -> Any:
+    """``jt.load(run_id, "model")`` -> the object; ``jt.load(run_id)`` or several names -> ``{name: object}``.
+
+    Objects logged with ``--artifacts`` come back as the same Python objects; params come back as values.
+    """
+    values = load(run_id, *names, location=location)
+    return values[names[0]] if len(names) == 1 else values

@@ -1,0 +1,441 @@
+"""Many tracked executions of one cell: ``%%track --grid EXPR`` sweeps and ``%track rerun RUN_ID``.
+
+A sweep is one parent run (it records the grid and, as a tag, its best child) and one child run per
+combination, each a normal tracked execution (``cell.run_tracked_cell``) with the combination's names bound.
+A table under the cell fills in as combinations finish, with progress and ETA. A failing combination is
+marked FAILED and the sweep goes on (unless ``stop_on_error``); an interrupt marks the running child and the
+parent KILLED, keeps the finished children and re-raises. The parent never copies the children's metrics.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import json
+import math
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from . import queries
+
+GRID_TAG = queries.GRID_TAG
+BEST_CHILD_TAG = queries.BEST_CHILD_TAG
+BEST_METRIC_TAG = "jupyter_tracking.best_metric"
+SWEEP_TAG = "jupyter_tracking.sweep"
+COMBINATION_TAG = "jupyter_tracking.grid_index"
+MAX_COMBINATIONS = 10_000
+
+
+class GridError(ValueError):
+    """The grid expression is not a dict of non-empty lists keyed by variable names; one line."""
+
+
+def parse_grid(value: Any) -> dict[str, list]:
+    """Check and normalise a grid: ``{"max_depth": [2, 4], "min_leaf": range(1, 4)}`` -> dict of lists."""
+    if not isinstance(value, Mapping):
+        raise GridError(f"--grid must evaluate to a dict of lists, got {type(value).__name__}")
+    if not value:
+        raise GridError("--grid is an empty dict: nothing to run")
+    grid: dict[str, list] = {}
+    for key, values in value.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise GridError(f"--grid key {key!r} is not a variable name")
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+            raise GridError(f"--grid value for {key!r} must be a list of values, got {type(values).__name__}")
+        values = list(values)
+        if not values:
+            raise GridError(f"--grid value for {key!r} is empty: nothing to run")
+        grid[key] = values
+    count = math.prod(len(v) for v in grid.values())
+    if count > MAX_COMBINATIONS:
+        raise GridError(f"--grid has {count} combinations (more than {MAX_COMBINATIONS}); narrow it down")
+    return grid
+
+
+def combinations(grid: dict[str, list]) -> list[dict[str, Any]]:
+    """Every combination, in ``itertools.product`` order (the last key varies fastest)."""
+    keys = list(grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def parse_best_by(text: str | None) -> tuple[str, str] | None:
+    """``val_loss`` / ``test_acc:max`` -> (metric, "min"|"max"); the direction is guessed from the name if absent."""
+    if not text:
+        return None
+    metric, _, mode = text.partition(":")
+    metric = metric.strip().removeprefix("metrics.")
+    mode = mode.strip().lower() or queries.objective_direction(metric)
+    if not metric or mode not in ("min", "max"):
+        raise GridError(f"--best-by expects METRIC or METRIC:min / METRIC:max, got {text!r}")
+    return metric, mode
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    try:
+        return value.item()  # numpy scalars
+    except Exception:  # noqa: BLE001
+        return repr(value)
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+# ---------------------------------------------------------------------------------------------- table
+
+
+@dataclass
+class Row:
+    index: int
+    bindings: dict[str, Any]
+    status: str = "QUEUED"
+    run_id: str | None = None
+    seconds: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str = ""
+
+
+@dataclass
+class SweepState:
+    """Everything the live table shows; ``to_html``/``to_text`` render it (every value escaped)."""
+
+    grid: dict[str, list]
+    rows: list[Row]
+    started: float = field(default_factory=time.monotonic)
+    parent_run_id: str | None = None
+    objective: tuple[str, str] | None = None
+    best_index: int | None = None
+    status: str = "RUNNING"
+    finished_at: float | None = None
+
+    @property
+    def done(self) -> list[Row]:
+        return [r for r in self.rows if r.status in ("FINISHED", "FAILED", "KILLED")]
+
+    def eta_seconds(self) -> float | None:
+        timed = [r.seconds for r in self.rows if r.seconds is not None and r.status != "KILLED"]
+        remaining = sum(1 for r in self.rows if r.status in ("QUEUED", "RUNNING"))
+        if not timed or not remaining or self.status != "RUNNING":
+            return None
+        return sum(timed) / len(timed) * remaining
+
+    def progress_line(self) -> str:
+        total = len(self.rows)
+        done = len(self.done)
+        failed = sum(1 for r in self.rows if r.status == "FAILED")
+        elapsed = (self.finished_at or time.monotonic()) - self.started
+        parts = [f"{done}/{total} done"]
+        if failed:
+            parts.append(f"{failed} failed")
+        parts.append(f"elapsed {_duration(elapsed)}")
+        eta = self.eta_seconds()
+        if eta is not None:
+            parts.append(f"ETA {_duration(eta)}")
+        if self.status != "RUNNING":
+            parts.append(f"sweep {self.status}")
+        if self.best_index is not None and self.objective:
+            best = self.rows[self.best_index]
+            value = best.metrics.get(self.objective[0])
+            parts.append(f"best #{best.index + 1}: {self.objective[0]} = {value:.5g}")
+        return " \u00b7 ".join(parts)
+
+    def metric_keys(self) -> list[str]:
+        keys: list[str] = []
+        if self.objective:
+            keys.append(self.objective[0])
+        for row in self.rows:
+            for key in row.metrics:
+                if key not in keys:
+                    keys.append(key)
+        return keys[:6]
+
+    def to_text(self) -> str:
+        keys = list(self.grid)
+        metrics = self.metric_keys()
+        lines = [f"grid sweep: {self.progress_line()}"]
+        header = ["#", *keys, "status", "time", *metrics]
+        table = [header]
+        for row in self.rows:
+            table.append([str(row.index + 1), *(_short(row.bindings[k]) for k in keys), row.status,
+                          _duration(row.seconds) if row.seconds is not None else "",
+                          *(f"{row.metrics[m]:.5g}" if m in row.metrics else "" for m in metrics)])
+        widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+        lines.extend("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in table)
+        return "\n".join(lines)
+
+    def to_html(self) -> str:
+        e = html.escape
+        keys = list(self.grid)
+        metrics = self.metric_keys()
+        total = len(self.rows)
+        done = len(self.done)
+        head = "".join(f"<th>{e(h)}</th>" for h in ["#", *keys, "status", "time", *metrics, "error"])
+        body = []
+        colors = {"FAILED": "#b3261e", "KILLED": "#a15c00", "RUNNING": "#1565c0", "QUEUED": "#888"}
+        for i, row in enumerate(self.rows):
+            best = ' style="background:rgba(46,160,67,0.15);font-weight:600"' if i == self.best_index else ""
+            color = colors.get(row.status, "inherit")
+            cells = [str(row.index + 1), *(_short(row.bindings[k]) for k in keys)]
+            html_cells = "".join(f"<td>{e(c)}</td>" for c in cells)
+            html_cells += f'<td style="color:{color}">{e(row.status)}</td>'
+            html_cells += f"<td>{e(_duration(row.seconds)) if row.seconds is not None else ''}</td>"
+            html_cells += "".join(
+                f'<td style="text-align:right">{e(f"{row.metrics[m]:.5g}") if m in row.metrics else ""}</td>'
+                for m in metrics)
+            html_cells += f'<td style="color:#b3261e">{e(row.error)}</td>'
+            run = f' data-run-id="{e(row.run_id)}"' if row.run_id else ""
+            body.append(f'<tr class="jt-sweep-row" data-status="{e(row.status)}"{run}{best}>{html_cells}</tr>')
+        parent = f" parent run {e(self.parent_run_id)}" if self.parent_run_id else ""
+        return (
+            f'<div class="jt-sweep" data-done="{done}" data-total="{total}" data-status="{e(self.status)}" '
+            f'style="font-size:12px">'
+            f'<div class="jt-sweep-progress"><progress max="{total}" value="{done}"></progress> '
+            f'{e(self.progress_line())}<span style="color:#888">{parent}</span></div>'
+            f'<table class="jt-sweep-table"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+        )
+
+    def bundle(self) -> dict[str, str]:
+        return {"text/plain": self.to_text(), "text/html": self.to_html()}
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+class _LiveTable:
+    """The table under the cell: one display, updated in place (at most ~5 times a second while running)."""
+
+    def __init__(self, state: SweepState, enabled: bool) -> None:
+        self.state = state
+        self.handle = None
+        self._last = 0.0
+        if enabled:
+            from IPython.display import display
+
+            self.handle = display(state.bundle(), raw=True, display_id=True)
+
+    def update(self, force: bool = False) -> None:
+        if self.handle is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < 0.2:
+            return
+        self._last = now
+        try:
+            self.handle.update(self.state.bundle(), raw=True)
+        except Exception:  # noqa: BLE001 - the table is a view; the sweep goes on
+            pass
+
+
+# ---------------------------------------------------------------------------------------------- the sweep
+
+
+def _objective_value(row: Row, objective: tuple[str, str] | None) -> float | None:
+    if not objective or row.status != "FINISHED":
+        return None
+    value = row.metrics.get(objective[0])
+    if value is None or not math.isfinite(value):
+        return None
+    return value
+
+
+def _best_index(state: SweepState) -> int | None:
+    objective = state.objective
+    best, best_value = None, None
+    for i, row in enumerate(state.rows):
+        value = _objective_value(row, objective)
+        if value is None:
+            continue
+        if best_value is None or (value < best_value if objective[1] == "min" else value > best_value):
+            best, best_value = i, value
+    return best
+
+
+def run_grid(
+    shell: Any,
+    source: str,
+    options: Any,
+    grid: dict[str, list],
+    *,
+    stop_on_error: bool = False,
+    best_by: tuple[str, str] | None = None,
+    show: bool = True,
+    child_tags_exclude: set[str] | None = None,
+) -> SweepState:
+    """Run ``source`` once per combination of ``grid`` as child runs of one parent run; returns the final state.
+
+    ``options`` are the cell's ``TrackOptions``: the parent takes its name, experiment, tags and note; each
+    child runs with the same options (no card or live panel of its own: the table is the view).
+    """
+    from . import store as store_module
+    from .cell import run_tracked_cell
+    from .recorder import FAILED, FINISHED, KILLED, RunRecorder
+
+    grid = parse_grid(grid)
+    state = SweepState(grid, [Row(i, combo) for i, combo in enumerate(combinations(grid))], objective=best_by)
+    location = store_module.resolve_store()
+    experiment = options.experiment or store_module.default_experiment_name()
+    parent_tags = {**options.tags, SWEEP_TAG: "grid",
+                   GRID_TAG: json.dumps(_jsonable(grid), separators=(",", ":"))}
+    parent = RunRecorder(location, experiment, run_name=options.name, tags=parent_tags,
+                         description=options.note, make_active=False)
+    parent.start()
+    state.parent_run_id = parent.run_id
+    parent.add_text_artifact(source, "cell", "cell.py")
+    table = _LiveTable(state, show)
+    child_options = replace(options, card=False, live=False, note=None,
+                            tags={k: v for k, v in options.tags.items() if k not in (child_tags_exclude or ())})
+    interrupted: BaseException | None = None
+    stop_error: BaseException | None = None
+    outputs = _outputs_of(shell, source, grid)
+    try:
+        for row in state.rows:
+            if row.index:
+                # Names the cell binds (without reading them first) are the previous combination's results:
+                # drop them, so a combination that fails before binding them does not record stale values.
+                for name in outputs:
+                    shell.user_ns.pop(name, None)
+            row.status = "RUNNING"
+            table.update(force=True)
+            started = time.monotonic()
+            name = ", ".join(f"{k}={_short(v, 20)}" for k, v in row.bindings.items())
+            child = replace(child_options, name=f"{options.name} [{name}]" if options.name else name)
+            before = _last_summary()
+            try:
+                summary = run_tracked_cell(
+                    shell, source, child, bindings=dict(row.bindings), parent_run_id=parent.run_id,
+                    extra_tags={COMBINATION_TAG: str(row.index), SWEEP_TAG: "child"},
+                )
+            except KeyboardInterrupt as error:
+                row.status, row.seconds = "KILLED", time.monotonic() - started
+                row.run_id = _last_run_id(before)
+                interrupted = error
+                break
+            except Exception as error:  # noqa: BLE001 - a failing combination is recorded, the sweep goes on
+                row.status, row.seconds = "FAILED", time.monotonic() - started
+                row.error = f"{type(error).__name__}: {queries.one_line(error)}"[:200]
+                row.run_id = _last_run_id(before)
+                print(f"jupyter_tracking: combination {row.index + 1} ({name}) failed: {row.error}",
+                      file=sys.stderr)
+                if stop_on_error:
+                    stop_error = error
+                    break
+                table.update(force=True)
+                continue
+            row.seconds = time.monotonic() - started
+            row.status = summary.status if summary is not None else "FINISHED"
+            if summary is not None:
+                row.run_id = summary.run_id
+                row.metrics = {**summary.last_step_values, **summary.metrics}
+            if state.objective is None and row.metrics:
+                state.objective = queries.guess_objective(sorted(row.metrics))
+            state.best_index = _best_index(state)
+            table.update(force=True)
+    except KeyboardInterrupt as error:  # between two combinations
+        interrupted = error
+    finally:
+        for row in state.rows:
+            if row.status in ("QUEUED", "RUNNING"):
+                row.status = "NOT RUN" if row.status == "QUEUED" else "KILLED"
+        state.best_index = _best_index(state)
+        finished = [r for r in state.rows if r.status == "FINISHED"]
+        if interrupted is not None:
+            state.status = KILLED
+        elif stop_error is not None or not finished:
+            state.status = FAILED
+        else:
+            state.status = FINISHED
+        tags = {}
+        if state.best_index is not None and state.objective:
+            best = state.rows[state.best_index]
+            tags[BEST_CHILD_TAG] = best.run_id or ""
+            tags[BEST_METRIC_TAG] = f"{state.objective[0]}:{state.objective[1]}"
+        failed = sum(1 for r in state.rows if r.status == "FAILED")
+        tags["jupyter_tracking.grid_summary"] = (
+            f"{len(finished)} finished, {failed} failed, {len(state.rows) - len(finished) - failed} not finished")
+        parent.set_tags(tags)
+        parent.finish(state.status)
+        state.finished_at = time.monotonic()
+        table.update(force=True)
+    if interrupted is not None:
+        raise interrupted
+    if stop_error is not None:
+        raise stop_error
+    return state
+
+
+def _outputs_of(shell: Any, source: str, grid: dict[str, list]) -> set[str]:
+    """Names the cell binds at top level without reading them first (its results), minus the grid's names."""
+    from .capture import analyze
+
+    try:
+        analysis = analyze(shell.transform_cell(source))
+    except Exception:  # noqa: BLE001 - a syntax error shows when the cell runs
+        return set()
+    return {n for n in analysis.bound - analysis.read_first - set(grid) if not n.startswith("__")}
+
+
+def _last_summary():
+    from . import cell
+
+    return cell.last_summary
+
+
+def _last_run_id(before: Any) -> str | None:
+    """The id of the run the last child made, if it got as far as making one."""
+    summary = _last_summary()
+    return summary.run_id if summary is not None and summary is not before else None
+
+
+# ---------------------------------------------------------------------------------------------- rerun
+
+
+def rerun(shell: Any, run_id: str, *, show: bool = True):
+    """Run a logged cell again with its params bound: a new run tagged ``rerun_of``; a sweep's parent reruns
+    the whole grid. Returns the new run's summary (or the sweep state). QueryError if the code was not logged.
+    """
+    from .cell import TrackOptions, run_tracked_cell
+    from .store import client_for
+
+    run = queries.get_run(run_id)
+    source = queries.cell_source(run.info.run_id)
+    if source is None:
+        raise queries.QueryError(f"Run {run.info.run_id} has no logged cell code (cell/cell.py); cannot rerun it.")
+    location = queries.location_or_default()
+    experiment = client_for(location).get_experiment(run.info.experiment_id).name
+    name = f"{run.info.run_name}-rerun" if run.info.run_name else None
+    options = TrackOptions(name=name, experiment=experiment, artifacts=queries.artifact_names(run.info.run_id))
+    grid = queries.grid_of(run)
+    if grid is not None:
+        best_by = run.data.tags.get(BEST_METRIC_TAG)
+        options.tags = {queries.RERUN_TAG: run.info.run_id}
+        return run_grid(shell, source, options, grid, best_by=parse_best_by(best_by) if best_by else None,
+                        show=show, child_tags_exclude={queries.RERUN_TAG})
+    return run_tracked_cell(shell, source, options, bindings=queries.restore(run.info.run_id),
+                            extra_tags={queries.RERUN_TAG: run.info.run_id})
+
+
+def grid_from_expression(shell: Any, expression: str) -> dict[str, list]:
+    """Evaluate ``--grid EXPR`` in the user namespace and check it; GridError (one line) on any problem."""
+    try:
+        value = shell.ev(expression)
+    except Exception as error:  # noqa: BLE001 - the user's expression
+        raise GridError(f"--grid {expression!r} could not be evaluated: {type(error).__name__}: {error}") from None
+    return parse_grid(value)

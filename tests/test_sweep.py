@@ -1,0 +1,282 @@
+"""Grid sweeps, rerun and the %runs / %track best|load|restore|diff magics in a real IPython shell and kernel,
+against a real SQLite store read back with MlflowClient."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+from IPython.core.error import UsageError
+from mlflow import MlflowClient
+
+from jupyter_tracking import cell as cell_module
+from jupyter_tracking import queries, sweep
+from jupyter_tracking import recorder as recorder_module
+from jupyter_tracking import store as store_module
+
+GRID_CELL = """%%track --grid grid
+if max_depth == 2 and min_leaf == 3:
+    raise ValueError("no good combination")
+val_loss = 1.0 / max_depth + min_leaf / 100
+test_acc = 1 - val_loss / 2
+"""
+
+
+@pytest.fixture(scope="module")
+def ipython():
+    from IPython import get_ipython
+    from IPython.testing.globalipapp import start_ipython
+
+    shell = start_ipython() or get_ipython()
+    shell.run_line_magic("load_ext", "jupyter_tracking")
+    return shell
+
+
+@pytest.fixture
+def shell(ipython, project, monkeypatch):
+    monkeypatch.chdir(project / "notebooks")
+    store_module.settings.uri = None
+    store_module.settings.experiment = "sweeps"
+    recorder_module.forget_experiment_ids()
+    names_before = set(ipython.user_ns)
+    yield ipython
+    for name in set(ipython.user_ns) - names_before:
+        ipython.user_ns.pop(name, None)
+    store_module.settings.experiment = None
+    assert mlflow.active_run() is None, "a run was left active"
+
+
+def client_of(project: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+
+
+def all_runs(project: Path, experiment: str = "sweeps"):
+    client = client_of(project)
+    exp = client.get_experiment_by_name(experiment)
+    return client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+def test_parse_grid_and_combinations():
+    grid = sweep.parse_grid({"a": [1, 2], "b": range(3)})
+    assert grid == {"a": [1, 2], "b": [0, 1, 2]}
+    combos = sweep.combinations(grid)
+    assert len(combos) == 6 and combos[0] == {"a": 1, "b": 0} and combos[1] == {"a": 1, "b": 1}
+    for bad, message in [([1, 2], "dict of lists"), ({}, "empty"), ({"a": []}, "empty"),
+                         ({"not a name": [1]}, "variable name"), ({"a": "abc"}, "list of values"),
+                         ({"a": 5}, "list of values")]:
+        with pytest.raises(sweep.GridError, match=message):
+            sweep.parse_grid(bad)
+    assert sweep.parse_best_by("test_acc") == ("test_acc", "max")
+    assert sweep.parse_best_by("val_loss") == ("val_loss", "min")
+    assert sweep.parse_best_by("score:min") == ("score", "min")
+    with pytest.raises(sweep.GridError):
+        sweep.parse_best_by("x:sideways")
+
+
+def test_grid_sweep_children_parent_best_and_a_failing_combination(shell, project, capsys):
+    shell.user_ns["grid"] = {"max_depth": [1, 2, 4], "min_leaf": [1, 3]}
+    result = shell.run_cell(GRID_CELL)
+    assert result.error_in_exec is None and result.error_before_exec is None
+    assert "combination 4 (max_depth=2, min_leaf=3) failed: ValueError: no good combination" in capsys.readouterr().err
+    runs = all_runs(project)
+    parents = [r for r in runs if queries.GRID_TAG in r.data.tags]
+    assert len(parents) == 1
+    parent = parents[0]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 6 and len(runs) == 7
+    assert parent.info.status == "FINISHED"
+    assert json.loads(parent.data.tags[queries.GRID_TAG]) == {"max_depth": [1, 2, 4], "min_leaf": [1, 3]}
+    assert parent.data.metrics == {}  # the parent never copies the children's metrics
+    statuses = {(c.data.params["max_depth"], c.data.params["min_leaf"]): c.info.status for c in children}
+    assert statuses[("2", "3")] == "FAILED"
+    assert sum(s == "FINISHED" for s in statuses.values()) == 5
+    best_child = next(c for c in children if c.data.params == {"max_depth": "4", "min_leaf": "1"})
+    assert parent.data.tags[queries.BEST_CHILD_TAG] == best_child.info.run_id
+    assert parent.data.tags[sweep.BEST_METRIC_TAG] == "val_loss:min"
+    assert best_child.data.metrics["val_loss"] == pytest.approx(0.26)
+    # best and filters find the child that holds the model, never the parent.
+    assert queries.best("val_loss", experiment="sweeps").info.run_id == best_child.info.run_id
+    frame = queries.runs_frame("sweeps", filter="params.min_leaf = '3' and metrics.test_acc > 0.6")
+    assert set(frame["params.max_depth"]) == {"4"}
+    # Each child has the cell code, and runs were not left open.
+    assert queries.cell_source(best_child.info.run_id).startswith("if max_depth == 2")
+    assert all(r.info.status != "RUNNING" for r in runs)
+
+
+def test_live_table_state_and_html(shell, project):
+    shell.user_ns["g"] = {"a": [1, 2, 3]}
+    shell.run_cell("%%track --grid g --best-by score:max\nscore = a * 10\n")
+    # The display's contents, rendered the way the sweep shows them at the end.
+    parent = next(r for r in all_runs(project) if queries.GRID_TAG in r.data.tags)
+    child = queries.get_run(parent.data.tags[queries.BEST_CHILD_TAG])
+    assert child.data.params["a"] == "3" and parent.data.tags[sweep.BEST_METRIC_TAG] == "score:max"
+    state = sweep.SweepState({"a": ["<b>x</b>", 2]}, [sweep.Row(0, {"a": "<b>x</b>"}, "FINISHED", "r1", 1.0, {"m": 1.0}),
+                                                     sweep.Row(1, {"a": 2}, "RUNNING")])
+    page = state.to_html()
+    assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;" in page
+    assert 'data-done="1" data-total="2"' in page and "ETA 1.0 s" in state.progress_line()
+    assert "1/2 done" in state.to_text()
+
+
+def test_stop_on_error_stops_and_fails_the_parent(shell, project):
+    shell.user_ns["grid"] = {"max_depth": [1, 2, 4], "min_leaf": [1, 3]}
+    result = shell.run_cell(GRID_CELL.replace("--grid grid", "--grid grid --stop-on-error"))
+    assert isinstance(result.error_in_exec, ValueError)
+    runs = all_runs(project)
+    parent = next(r for r in runs if queries.GRID_TAG in r.data.tags)
+    assert parent.info.status == "FAILED"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert [c.info.status for c in children] == ["FINISHED"] * 3 + ["FAILED"]
+
+
+def test_interrupt_inside_a_combination_kills_child_and_parent(shell, project):
+    shell.user_ns["grid"] = {"n": [1, 2, 3, 4]}
+    result = shell.run_cell("%%track --grid grid\nif n == 3:\n    raise KeyboardInterrupt\nloss = n / 10\n")
+    assert isinstance(result.error_in_exec, KeyboardInterrupt)
+    runs = all_runs(project)
+    parent = next(r for r in runs if queries.GRID_TAG in r.data.tags)
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert parent.info.status == "KILLED"
+    assert [(c.data.params["n"], c.info.status) for c in children] == [("1", "FINISHED"), ("2", "FINISHED"),
+                                                                      ("3", "KILLED")]
+    assert parent.data.tags[queries.BEST_CHILD_TAG] == children[0].info.run_id
+
+
+def test_bad_grid_is_a_one_line_usage_error(shell, project):
+    with pytest.raises(UsageError, match="could not be evaluated: NameError"):
+        shell.run_cell_magic("track", "--grid undefined_name", "x = 1\n")
+    shell.user_ns["grid"] = [1, 2]
+    with pytest.raises(UsageError, match="dict of lists"):
+        shell.run_cell_magic("track", "--grid grid", "x = 1\n")
+    with pytest.raises(UsageError, match="go with --grid"):
+        shell.run_cell_magic("track", "--stop-on-error", "x = 1\n")
+    assert not (project / "mlflow.db").exists() or not all_runs(project)
+
+
+def test_best_load_restore_diff_rerun_magics(shell, project, capsys):
+    for lr in (0.1, 0.01):
+        shell.user_ns["lr"] = lr
+        result = shell.run_cell(
+            "%%track --artifacts model\n"
+            "model = {'weights': [lr * 2, lr * 3], 'lr': lr}\n"
+            "val_loss = lr * 5\n"
+        )
+        assert result.error_in_exec is None
+    runs = all_runs(project)
+    first, second = runs[0].info.run_id, runs[1].info.run_id
+    assert runs[0].data.params["lr"] == "0.1"
+
+    best = shell.run_line_magic("track", "best val_loss")
+    assert best is None  # shown, not returned as Out
+    assert f"({second})" in capsys.readouterr().out
+
+    shell.user_ns.pop("model")
+    shell.run_line_magic("track", f"load {second} model")
+    assert shell.user_ns["model"] == {"weights": [0.02, 0.03], "lr": 0.01}
+    assert f"loaded objects model from run {second}" in capsys.readouterr().out
+    with pytest.raises(UsageError, match="no artifact or param 'nothing'"):
+        shell.run_line_magic("track", f"load {second} nothing")
+
+    shell.user_ns["lr"] = 123
+    shell.run_line_magic("track", f"restore {first}")
+    assert shell.user_ns["lr"] == 0.1
+
+    shell.run_line_magic("track", f"diff {first} {second}")
+    out = capsys.readouterr().out
+    assert "lr: 0.1 -> 0.01" in out and "-model = {'weights'" not in out  # same code: no code diff
+    assert "same cell code" in out
+
+    shell.user_ns["lr"] = 999
+    shell.run_line_magic("track", f"rerun {first}")
+    new = all_runs(project)[-1]
+    assert new.info.run_id not in (first, second)
+    assert new.data.tags["rerun_of"] == first and new.data.params["lr"] == "0.1"
+    assert new.data.metrics["val_loss"] == pytest.approx(0.5)
+    assert queries.cell_source(new.info.run_id) == queries.cell_source(first)
+    assert queries.load(new.info.run_id, "model")["model"]["lr"] == 0.1
+
+    with pytest.raises(UsageError, match="No run"):
+        shell.run_line_magic("track", "rerun 0123456789abcdef0123456789abcdef")
+
+
+def test_runs_magic_returns_the_panel(shell, project):
+    shell.user_ns["grid"] = {"depth": [1, 2, 3]}
+    shell.run_cell("%%track --grid grid\nval_loss = 1 / depth\n")
+    panel = shell.run_line_magic("runs", "--filter \"metrics.val_loss < 0.9\" --sort val_loss")
+    assert list(panel.df["params.depth"]) == ["3", "2"]
+    panel = shell.run_line_magic("runs", "sweeps --max 2 --sort=-val_loss")
+    assert list(panel.df["params.depth"]) == ["1", "2"]
+    with pytest.raises(UsageError, match="No experiment named 'nope'"):
+        shell.run_line_magic("runs", "nope")
+    with pytest.raises(UsageError):
+        shell.run_line_magic("runs", "--filter \"params.depth ==== 1\"")
+
+
+def test_rerun_of_a_sweep_parent_runs_the_grid_again(shell, project):
+    shell.user_ns["grid"] = {"depth": [1, 2]}
+    shell.run_cell("%%track --grid grid\nval_loss = 1 / depth\n")
+    parent = next(r for r in all_runs(project) if queries.GRID_TAG in r.data.tags)
+    shell.user_ns.pop("grid")
+    shell.run_line_magic("track", f"rerun {parent.info.run_id}")
+    parents = [r for r in all_runs(project) if queries.GRID_TAG in r.data.tags]
+    assert len(parents) == 2 and parents[1].data.tags["rerun_of"] == parent.info.run_id
+    children = [r for r in all_runs(project) if r.data.tags.get("mlflow.parentRunId") == parents[1].info.run_id]
+    assert sorted(c.data.params["depth"] for c in children) == ["1", "2"]
+    assert all("rerun_of" not in c.data.tags for c in children)
+
+
+def test_real_kernel_interrupt_during_a_sweep(project):
+    """A real kernel, interrupted with SIGINT while the third combination sleeps."""
+    from jupyter_client.manager import start_new_kernel
+
+    notebooks = project / "notebooks"
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(notebooks))
+    try:
+        def execute(code: str, timeout: float = 120) -> dict:
+            msg_id = kc.execute(code)
+            return _wait_reply(kc, msg_id, timeout)
+
+        reply = execute("%load_ext jupyter_tracking\n%track config --experiment sweeps")
+        assert reply["content"]["status"] == "ok"
+        msg_id = kc.execute("%%track --grid dict(n=[1, 2, 3, 4])\nimport time\nif n == 3:\n    time.sleep(60)\nloss = n\n")
+        db = project / "mlflow.db"
+        deadline = time.monotonic() + 150
+        runs = []
+        while time.monotonic() < deadline:
+            assert not kc.shell_channel.msg_ready(), f"the cell ended before the interrupt: {kc.get_shell_msg()}"
+            if db.exists():
+                try:
+                    runs = all_runs(project)
+                except Exception:  # noqa: BLE001 - experiment not created yet
+                    runs = []
+                if sum(1 for r in runs if r.info.status == "FINISHED") >= 2 and \
+                        any(r.info.status == "RUNNING" and r.data.tags.get(sweep.COMBINATION_TAG) == "2" for r in runs):
+                    break
+            time.sleep(0.3)
+        else:
+            pytest.fail(f"the sweep did not reach its third combination: {[(r.info.status, r.data.tags) for r in runs]}")
+        time.sleep(0.5)
+        km.interrupt_kernel()
+        reply = _wait_reply(kc, msg_id, 60)
+        assert reply["content"]["status"] == "error", reply["content"]
+        assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
+        runs = all_runs(project)
+        parent = next(r for r in runs if queries.GRID_TAG in r.data.tags)
+        children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+        assert parent.info.status == "KILLED"
+        assert [(c.data.params["n"], c.info.status) for c in children] == [
+            ("1", "FINISHED"), ("2", "FINISHED"), ("3", "KILLED")]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def _wait_reply(kc, msg_id: str, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        reply = kc.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return reply
