@@ -8,6 +8,7 @@ only decides what to do and turns every failure into a ``SharingError`` with one
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from .ui_server import StartFailed, StartTimedOut, UIServer, start_ui_server
 
 __all__ = ["SharingError", "SharingState", "SharingUsageError", "current", "ui"]
 
+# A localtunnel server to use instead of the public service when --tunnel-host is not given (a team's own).
+TUNNEL_HOST_ENV = "JUPYTER_TRACKING_TUNNEL_HOST"
 # Colab's kernel proxy forwards the browser's requests with its own host name.
 COLAB_PROXY_HOSTS = ("*.colab.googleusercontent.com", "*.prod.colab.dev")
 
@@ -86,7 +89,7 @@ def ui(
 
     ``port``: serve on this 127.0.0.1 port (default: a free one). ``stop``: end the server and tunnel.
     ``status``: say what runs. ``no_auth``: share without a login (not recommended). ``tunnel_host``:
-    another localtunnel server. Raises ``SharingError`` (one line) when something cannot be done.
+    another localtunnel server (default: ``$JUPYTER_TRACKING_TUNNEL_HOST``, else the public service). Raises ``SharingError`` (one line) when something cannot be done.
     """
     if stop and (share or status or port is not None):
         raise SharingUsageError("--stop takes no other option: it ends the UI server and any tunnel.")
@@ -105,6 +108,7 @@ def ui(
             location = resolve_store()
             timeouts = {"timeout": start_timeout} if start_timeout else {}
             if share:
+                tunnel_host = tunnel_host or os.environ.get(TUNNEL_HOST_ENV, "").strip() or None
                 _share(location, port, not no_auth, tunnel_host, timeouts, tunnel_timeout)
             else:
                 _local(location, port, height, timeouts)

@@ -237,8 +237,9 @@ def test_tunnel_server_unreachable(project_dir, monkeypatch, no_leftovers):
 
     dead = f"http://127.0.0.1:{free_port()}"
     no_leftovers.append(("--host", dead))
+    monkeypatch.setenv("JUPYTER_TRACKING_TUNNEL_HOST", dead)  # a team's own tunnel server, set once
     with pytest.raises(SharingError) as caught:
-        sharing.ui(share=True, tunnel_host=dead)
+        sharing.ui(share=True)
     assert _one_line(caught.value) == (
         f"Cannot reach the localtunnel server {dead} (Connection refused); check the address given with "
         "--tunnel-host, or the network."
