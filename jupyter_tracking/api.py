@@ -65,7 +65,7 @@ class track:  # noqa: N801 - used like a function: `with jt.track("name"):`
         self._execution = TrackedExecution(
             source, self.options, namespace=_namespace(frame), explicit_params=self._explicit,
         )
-        self._execution.begin()
+        self._execution.begin_or_abort()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:

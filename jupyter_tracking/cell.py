@@ -21,7 +21,7 @@ from . import _active
 from . import context as context_module
 from . import store as store_module
 from .capture import Capture, CaptureRules, analyze, dataframe_digest
-from .recorder import FAILED, FINISHED, KILLED, RunRecorder, RunSummary
+from .recorder import FAILED, FINISHED, KILLED, RUNNING, RunRecorder, RunSummary
 from .secret_filter import is_secret_name, redact_text
 
 SOURCE_ARTIFACT_DIR = "cell"
@@ -126,6 +126,25 @@ class TrackedExecution:
                 _set_autolog(True, recorder)
         return recorder
 
+    def begin_or_abort(self) -> RunRecorder:
+        """``begin()``, closing the run (KILLED/FAILED, no card) if it is interrupted or fails half-way."""
+        try:
+            return self.begin()
+        except BaseException as error:
+            self.abort(error)
+            raise
+
+    def abort(self, error: BaseException) -> None:
+        recorder = self.recorder
+        if recorder is None:
+            return
+        if _active.recorder is recorder:
+            _active.recorder = self._previous_active
+        if self._mirror is not None:
+            self._mirror.uninstall()
+        if recorder.status == RUNNING:
+            recorder.abort(KILLED if isinstance(error, KeyboardInterrupt) else FAILED)
+
     def _start_tags(self, location: store_module.StoreLocation, notebook: Path | None) -> dict[str, str]:
         from . import __version__
 
@@ -144,8 +163,9 @@ class TrackedExecution:
         }
         if cell.cell_id:
             tags["jupyter_tracking.cell_id"] = cell.cell_id
-        if cell.execution_count is not None:
-            tags["jupyter_tracking.execution_count"] = str(cell.execution_count)
+        count = context_module.execution_count()
+        if count is not None:
+            tags["jupyter_tracking.execution_count"] = str(count)
         if notebook:
             tags["jupyter_tracking.notebook"] = str(notebook)
         for key, value in {**self.options.tags, **self.extra_tags}.items():
@@ -285,7 +305,7 @@ def run_tracked_cell(
         extra_tags=extra_tags, analysis_source=code_text,
     )
     compiled = _compile_cell(shell, code_text, source)
-    execution.begin()
+    execution.begin_or_abort()
     status, failure, last_value = FINISHED, None, None
     try:
         last_value = _execute(shell, compiled)
@@ -315,10 +335,11 @@ def _compile_cell(shell: Any, code_text: str, raw_source: str) -> _CompiledCell:
     """Compile like IPython does (its cell file name, so tracebacks show the cell's lines)."""
     __tracebackhide__ = True
     tree = ast.parse(code_text)
+    number = context_module.execution_count() or shell.execution_count
     try:
-        filename = shell.compile.cache(code_text, shell.execution_count, raw_code=raw_source)
+        filename = shell.compile.cache(code_text, number, raw_code=raw_source)
     except TypeError:  # older IPython without raw_code
-        filename = shell.compile.cache(code_text, shell.execution_count)
+        filename = shell.compile.cache(code_text, number)
     last = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):
         last = ast.Expression(tree.body.pop().value)

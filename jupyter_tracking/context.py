@@ -72,10 +72,9 @@ def notebook_dir() -> Path:
 
 
 class CellInfo:
-    """The id and execution count of the cell being run, as the front end sent them."""
+    """The id of the cell being run, as the front end sent it (JupyterLab, Notebook 7 and VS Code do)."""
 
     cell_id: str | None = None
-    execution_count: int | None = None
 
 
 current_cell = CellInfo()
@@ -83,8 +82,14 @@ current_cell = CellInfo()
 
 def _pre_run_cell(info: Any) -> None:
     current_cell.cell_id = getattr(info, "cell_id", None)
+
+
+def execution_count() -> int | None:
+    """The running cell's ``In [n]`` (IPython 9 has already counted the next cell by ``pre_run_cell``)."""
     shell = _shell()
-    current_cell.execution_count = getattr(shell, "execution_count", None)
+    result = getattr(getattr(shell, "displayhook", None), "exec_result", None)
+    count = getattr(result, "execution_count", None)
+    return count if isinstance(count, int) else None
 
 
 def install_cell_hooks(shell: Any) -> None:

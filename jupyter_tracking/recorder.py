@@ -158,15 +158,46 @@ class RunRecorder:
         try:
             if not store_module.is_reachable(self.location):
                 raise ConnectionError(f"cannot reach {store_module.redact_uri(self.location.uri)}")
-            self._client = store_module.client_for(self.location)
-            self.experiment_id = _experiment_id(self.location, self.experiment_name)
-            self._create_run(tags)
+            try:
+                self._connect_and_create(tags)
+            except Exception as error:  # noqa: BLE001
+                if _interrupt_in(error) is not None or self.run_id is not None:
+                    raise
+                # A new SQLite store being created by another process at this moment: try once more.
+                time.sleep(0.5)
+                self._connect_and_create(tags)
+        except KeyboardInterrupt:
+            self.abort(KILLED)
+            raise
         except Exception as error:  # noqa: BLE001 - any store failure: keep the cell running, spool
+            interrupt = _interrupt_in(error)
+            if interrupt is not None:  # MLflow/SQLAlchemy wrapped the user's interrupt: honour it
+                self.abort(KILLED)
+                raise interrupt from None
             self._start_spool(error, tags)
         self._writer = threading.Thread(target=self._write_loop, name="jt-writer", daemon=True)
         self._writer.start()
         for observer in list(self.observers):
             self._call_observer(observer, "on_run_start", self)
+
+    def _connect_and_create(self, tags: dict[str, str]) -> None:
+        self._client = store_module.client_for(self.location)
+        self.experiment_id = _experiment_id(self.location, self.experiment_name)
+        self._create_run(tags)
+
+    def abort(self, status: str) -> None:
+        """Close a run whose start was interrupted (no capture, no card); never raises."""
+        self.status = status
+        self._stop.set()
+        if self.run_id is None:
+            return
+        try:
+            if self._fluent_active:
+                self._end_fluent_run(status)
+            elif self._client is not None:
+                self._client.set_terminated(self.run_id, status)
+        except BaseException:  # noqa: BLE001 - a second interrupt: the run stays as it is
+            pass
 
     def _create_run(self, tags: dict[str, str]) -> None:
         import mlflow
@@ -474,6 +505,18 @@ def _user() -> str:
         return getpass.getuser()
     except Exception:  # noqa: BLE001
         return os.environ.get("USER", "unknown")
+
+
+def _interrupt_in(error: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt behind ``error`` (libraries sometimes wrap it), if any."""
+    seen = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _short_error(error: BaseException) -> str:
