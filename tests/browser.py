@@ -99,7 +99,7 @@ def start_jupyter(root_dir: Path, app: str = "lab", timeout: float = 90.0, extra
         f"--ServerApp.root_dir={root_dir}",
         "--ServerApp.port_retries=0",
         "--LabApp.news_url=''" if app == "lab" else "--ServerApp.open_browser=False",
-        "--LabServerApp.announcements_url=''" if app == "lab" else "--ServerApp.open_browser=False",
+        "--LabServerApp.announcements_url=''" if app == "lab" else "--ServerApp.allow_remote_access=False",
     ]
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
