@@ -150,7 +150,7 @@ class FigureLayout:
             time_titles[f"xaxis{suffix}.title.text"] = "elapsed s"
         return {
             "type": "buttons", "direction": "left", "showactive": True, "active": 0,
-            "x": 1.0, "xanchor": "right", "y": 1.0, "yanchor": "bottom", "pad": {"b": 38},
+            "x": 1.0, "xanchor": "right", "y": 1.0, "yanchor": "bottom", "pad": {"b": 16},
             "buttons": [
                 {"label": "x: step", "method": "update", "args": [{"visible": by_step}, step_titles]},
                 {"label": "x: time", "method": "update", "args": [{"visible": by_time}, time_titles]},

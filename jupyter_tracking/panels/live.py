@@ -93,7 +93,24 @@ def observer_factory(recorder: Any, options: Any) -> LivePanel | None:
     if not getattr(options, "live", True):
         return None
     mode = live_mode()
-    return None if mode == "off" else LivePanel(mode=mode)
+    if mode == "off":
+        return None
+    if mode == "widget":
+        _warm_up()
+    return LivePanel(mode=mode)
+
+
+def _warm_up() -> None:
+    """Import plotly's widget in the background now, while the run is being created (~1-2 s saved)."""
+    if _FIGURE_CLASS is None:
+        threading.Thread(target=_quiet_figure_class, name="jt-live-import", daemon=True).start()
+
+
+def _quiet_figure_class() -> None:
+    try:
+        _figure_class()
+    except Exception:  # noqa: BLE001 - the panel reports it when it needs the class
+        pass
 
 
 # ---------------------------------------------------------------------- where are we
@@ -614,8 +631,16 @@ _FIGURE_CLASS = None
 def _figure_class():
     """A FigureWidget that sends each update as one comm message (plotly sends 2-4 per update)."""
     global _FIGURE_CLASS
-    if _FIGURE_CLASS is not None:
+    with _FIGURE_LOCK:
+        if _FIGURE_CLASS is None:
+            _FIGURE_CLASS = _make_figure_class()
         return _FIGURE_CLASS
+
+
+_FIGURE_LOCK = threading.Lock()
+
+
+def _make_figure_class():
     import plotly.graph_objects as go
 
     class LiveFigure(go.FigureWidget):
@@ -650,5 +675,4 @@ def _figure_class():
         def _send_addTraces_msg(self, new_traces_data):
             self._jt_send("_py2js_addTraces", {"trace_data": new_traces_data}, True, True)
 
-    _FIGURE_CLASS = LiveFigure
     return LiveFigure
