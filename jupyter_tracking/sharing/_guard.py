@@ -1,10 +1,11 @@
 """A tiny process-group leader that ties a helper server to the kernel that started it.
 
-Run as ``python _guard.py PARENT_PID -- COMMAND...``. It starts COMMAND in its own
+Run as ``python _guard.py PARENT_PID [--remove DIR] -- COMMAND...``. It starts COMMAND in its own
 process group (the guard is the group leader), then waits. When it is asked to stop (SIGTERM/SIGINT/SIGHUP) or
 when PARENT_PID goes away (a kernel killed with SIGKILL runs no atexit handler), it ends the whole group:
 SIGTERM, a grace period, then SIGKILL. So ``mlflow server`` and its uvicorn worker, or ``lt`` under node, never
-outlive the notebook. It exits with COMMAND's exit code.
+outlive the notebook; DIR (the helper's private state folder) is removed when the parent is gone. It exits with
+COMMAND's exit code.
 
 Imports only the standard library: it starts in a few tens of milliseconds.
 """
@@ -12,6 +13,7 @@ Imports only the standard library: it starts in a few tens of milliseconds.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -64,8 +66,11 @@ def _group_has_others() -> bool:
 
 
 def main(argv: list[str]) -> int:
+    remove = None
+    if len(argv) > 2 and argv[1] == "--remove":  # PARENT_PID --remove DIR -- COMMAND...
+        remove, argv = argv[2], [argv[0], *argv[3:]]
     if len(argv) < 3 or argv[1] != "--":
-        print("usage: python _guard.py PARENT_PID -- COMMAND...", file=sys.stderr)
+        print("usage: python _guard.py PARENT_PID [--remove DIR] -- COMMAND...", file=sys.stderr)
         return 2
     parent_pid = int(argv[0])
     command = argv[2:]
@@ -89,7 +94,10 @@ def main(argv: list[str]) -> int:
                 _end_group(child)
             return code
         if stop_requested or os.getppid() != parent_pid:
+            orphaned = os.getppid() != parent_pid
             _end_group(child)
+            if orphaned and remove:  # nobody is left to read the logs or clean up the state folder
+                shutil.rmtree(remove, ignore_errors=True)
             return child.poll() if child.poll() is not None else -signal.SIGTERM
         time.sleep(POLL_SECONDS)
 

@@ -111,8 +111,11 @@ def start_guarded(
     log_dir: Path,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
+    remove_on_orphan: bool = False,
 ) -> GuardedProcess:
     """Start ``command`` under a guard in a new process group; stdout/stderr go to ``log_dir/NAME.*.log``.
+
+    ``remove_on_orphan``: ``log_dir`` is a private state folder the guard deletes if this process dies first.
 
     Raises ``FileNotFoundError`` when the command's executable does not exist.
     """
@@ -120,7 +123,8 @@ def start_guarded(
     stdout_path = log_dir / f"{name}.out.log"
     stderr_path = log_dir / f"{name}.err.log"
     # The guard is run by path: it needs only the standard library, not this package on sys.path.
-    guard = [sys.executable, str(Path(__file__).with_name("_guard.py")), str(os.getpid()), "--", *command]
+    guard = [sys.executable, str(Path(__file__).with_name("_guard.py")), str(os.getpid())]
+    guard += ["--remove", str(log_dir), "--", *command] if remove_on_orphan else ["--", *command]
     child_env = dict(os.environ if env is None else env)
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
         popen = subprocess.Popen(

@@ -220,7 +220,7 @@ def start_tunnel(
     state_dir = Path(tempfile.mkdtemp(prefix="jt-lt-"))
     began = time.monotonic()
     try:
-        process = start_guarded("lt", command, log_dir=state_dir, cwd=state_dir)
+        process = start_guarded("lt", command, log_dir=state_dir, cwd=state_dir, remove_on_orphan=True)
     except OSError as exc:  # pragma: no cover - the guard itself could not start
         shutil.rmtree(state_dir, ignore_errors=True)
         return TunnelFailed(None, str(exc))

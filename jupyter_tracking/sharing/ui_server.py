@@ -261,7 +261,9 @@ def start_ui_server(
             password = password or secrets.token_urlsafe(12)
         command, env = _server_command(config, chosen, state_dir, password if auth else None)
         began = time.monotonic()
-        process = start_guarded("mlflow-server", command, log_dir=state_dir, env=env, cwd=state_dir)
+        process = start_guarded(
+            "mlflow-server", command, log_dir=state_dir, env=env, cwd=state_dir, remove_on_orphan=True
+        )
         server = UIServer(
             location=location,
             config=config,

@@ -7,6 +7,7 @@ import html
 import re
 import signal
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -122,9 +123,12 @@ def test_a_killed_kernel_leaves_no_orphans(tmp_path):
         port = re.search(r":(\d+)/", _html(k.run_ok("%tracking_ui"))).group(1)
         helpers = processes_with("--port", port)
         assert len(helpers) == 3  # guard, mlflow CLI, uvicorn worker
+        state_dir = Path(helpers[-1].cwd())
+        assert state_dir.name.startswith("jt-ui-") and (state_dir / "mlflow-server.err.log").exists()
         k.manager.provisioner.process.send_signal(signal.SIGKILL)
         began = time.monotonic()
         assert wait_until(lambda: not processes_with("--port", port), timeout=20)
+        assert wait_until(lambda: not state_dir.exists(), timeout=5)  # its private folder is gone too
         print(f"\nkilled kernel: its UI server gone {time.monotonic() - began:.1f} s later")
     finally:
         k.client.stop_channels()
