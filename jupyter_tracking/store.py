@@ -133,11 +133,35 @@ def client_for(location: StoreLocation):
         if client is None:
             from mlflow import MlflowClient
 
-            if location.is_embedded:
-                _create_embedded_store(location)
-            client = MlflowClient(tracking_uri=location.uri)
+            with _quiet_migrations():
+                if location.is_embedded:
+                    _create_embedded_store(location)
+                client = MlflowClient(tracking_uri=location.uri)
+                if location.uri.startswith(("sqlite:", "postgresql", "mysql", "mssql")):
+                    client._tracking_client.store  # noqa: B018 - creates/migrates the database now, quietly
             _clients[location.uri] = client
         return client
+
+
+class _quiet_migrations:  # noqa: N801 - a context manager used like a function
+    """Hide MLflow's INFO lines about creating/upgrading database tables (they are not the user's business)."""
+
+    LOGGERS = ("mlflow.store.db.utils", "alembic", "alembic.runtime.migration")
+
+    def __enter__(self) -> None:
+        import logging
+
+        self._levels = {}
+        for name in self.LOGGERS:
+            logger = logging.getLogger(name)
+            self._levels[name] = logger.level
+            logger.setLevel(logging.WARNING)
+
+    def __exit__(self, *exc_info: object) -> None:
+        import logging
+
+        for name, level in self._levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def _create_embedded_store(location: StoreLocation) -> None:
