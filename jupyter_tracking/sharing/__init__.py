@@ -180,7 +180,8 @@ def _share(
     client = find_client()
     if not isinstance(client, list):
         raise SharingError(client.message)
-    _stop(quiet=True)  # one UI per kernel: the shared one replaces a plain one
+    if _state.share is not None or (port is not None and _state.server is not None and _state.server.port == port):
+        _stop(quiet=True)  # an old share, or a plain server on the port asked for, goes first
     local_port = port if port is not None else free_port()
     supervisor = SupervisedTunnel(
         local_port,
@@ -200,6 +201,8 @@ def _share(
         supervisor.stop()
         raise _failure(served)
     server = served.server
+    if _state.server is not None:
+        _state.server.stop()  # one UI per kernel: the shared one replaces the plain one
     _state.location, _state.server = location, server
     _state.share = _Share(supervisor, auth, tunnel_host, f"jt-share-{uuid.uuid4().hex}", server.password)
     if not auth:

@@ -290,3 +290,21 @@ def test_contradictory_options_are_refused(kwargs, expected):
     with pytest.raises(SharingError) as caught:
         sharing.ui(**kwargs)
     assert _one_line(caught.value).startswith(expected)
+
+
+def test_a_failed_share_keeps_the_plain_ui_and_a_good_one_replaces_it(project_dir, monkeypatch, lt_server, capsys):
+    monkeypatch.chdir(project_dir)
+    try:
+        sharing.ui()
+        plain = sharing.current().server
+        with LoopbackTunnelServer(refuse=True) as refusing:
+            with pytest.raises(SharingError):
+                sharing.ui(share=True, tunnel_host=refusing.url, tunnel_timeout=3)
+        assert sharing.current().server is plain and plain.healthy()  # still there, still usable
+        sharing.ui(share=True, tunnel_host=lt_server.url)
+        shared = sharing.current().server
+        assert shared is not plain and shared.config.auth
+        assert wait_until(lambda: not processes_with("--port", str(plain.port)), timeout=10)
+        assert "Shared MLflow UI" in capsys.readouterr().out
+    finally:
+        sharing.ui(stop=True)
