@@ -179,7 +179,8 @@ class SweepState:
         metrics = self.metric_keys()
         total = len(self.rows)
         done = len(self.done)
-        head = "".join(f"<th>{e(h)}</th>" for h in ["#", *keys, "status", "time", *metrics, "error"])
+        errors = any(row.error for row in self.rows)
+        head = "".join(f"<th>{e(h)}</th>" for h in ["#", *keys, "status", "time", *metrics, *(["error"] if errors else [])])
         body = []
         colors = {"FAILED": "#b3261e", "KILLED": "#a15c00", "RUNNING": "#1565c0", "QUEUED": "#888"}
         for i, row in enumerate(self.rows):
@@ -192,7 +193,8 @@ class SweepState:
             html_cells += "".join(
                 f'<td style="text-align:right">{e(f"{row.metrics[m]:.5g}") if m in row.metrics else ""}</td>'
                 for m in metrics)
-            html_cells += f'<td style="color:#b3261e">{e(row.error)}</td>'
+            if errors:
+                html_cells += f'<td style="color:#b3261e">{e(row.error)}</td>'
             run = f' data-run-id="{e(row.run_id)}"' if row.run_id else ""
             body.append(f'<tr class="jt-sweep-row" data-status="{e(row.status)}"{run}{best}>{html_cells}</tr>')
         parent = f" parent run {e(self.parent_run_id)}" if self.parent_run_id else ""

@@ -28,7 +28,7 @@ function render({ model, el }) {
   const summary = h("span", { class: "jt-summary" });
   const toggleAll = h("input", { type: "checkbox", class: "jt-show-all" });
   const toggleLabel = h("label", { class: "jt-toggle" }, [toggleAll, h("span", { class: "jt-toggle-text" })]);
-  const metricSelect = h("select", { class: "jt-metric" });
+  const metricSelect = h("select", { class: "jt-metric-select" });
   const metricLabel = h("label", { class: "jt-metric-label" }, [h("span", { text: "metric " }), metricSelect]);
   const prev = h("button", { class: "jt-prev", text: "\u2039 Prev" });
   const next = h("button", { class: "jt-next", text: "Next \u203a" });

@@ -90,6 +90,8 @@ class RunsPanel:
         self._figure = None
         self._box = None
         self._syncing = False
+        self._varying = None
+        self._rows_key = object()
         self._frame = self._query(self.filter)
         if sort:
             self.sort_key = queries.SortKey(queries.resolve_column(self._frame, self.sort_key.name),
@@ -129,7 +131,10 @@ class RunsPanel:
         """Columns of the table: the fixed ones, then params and metrics (only those that vary, unless show_all)."""
         data = queries.param_columns(self._frame) + queries.metric_columns(self._frame)
         if not self.show_all:
-            data = queries.varying_columns(self._frame, data)
+            # Which columns vary depends on the set of runs only (not their order): computed once per query.
+            if self._varying is None or self._varying[0] is not self._rows_key:
+                self._varying = (self._rows_key, set(queries.varying_columns(self._frame, data)))
+            data = [c for c in data if c in self._varying[1]]
         return [key for key, _ in FIXED_COLUMNS] + data
 
     def hidden_count(self) -> int:
@@ -171,6 +176,7 @@ class RunsPanel:
             self._sync()
             return False
         self.filter, self.filter_error, self._frame, self.page = text, "", frame, 0
+        self._rows_key = object()
         known = set(frame["run_id"]) if len(frame) else set()
         self.selected = [r for r in self.selected if r in known]
         if self.metric and self.metric not in frame.columns:
@@ -185,6 +191,7 @@ class RunsPanel:
         if self.max_results is not None:
             self.sort_key = key
             self._frame = self._query(self.filter)
+            self._rows_key = object()
         else:
             self._frame = queries.sort_frame(self._frame, key)
             self.sort_key = key
