@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install lab test test-python test-notebooks demo bench clean
+.PHONY: install lab labextension test test-js test-python test-notebooks demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,14 +21,40 @@ $(LT): sharing-node/package.json sharing-node/package-lock.json
 	cd sharing-node && npm ci --no-audit --no-fund --loglevel=error
 	touch $(LT)
 
+## The JupyterLab extension: Node packages from the committed yarn.lock (jlpm comes with jupyterlab), a
+## production build into jupyter_tracking/labextension (redone only when a source changed), then linked into
+## the venv with the server extension switched on, as a wheel install would.
+JLPM := env PATH="$(CURDIR)/$(BIN):$$PATH" $(CURDIR)/$(BIN)/jlpm
+LABEXT_DEPS := labextension/node_modules/.jt-installed
+LABEXT_BUILD := jupyter_tracking/labextension/package.json
+LABEXT_SOURCES := $(wildcard labextension/src/*.ts labextension/style/* labextension/schema/*) \
+	labextension/package.json labextension/tsconfig.json
+LABEXT_LINK := $(VENV)/share/jupyter/labextensions/jupyter-tracking
+SERVEREXT_CONFIG := $(VENV)/etc/jupyter/jupyter_server_config.d/jupyter_tracking.json
+
+$(LABEXT_DEPS): labextension/package.json labextension/yarn.lock .yarnrc.yml $(STAMP)
+	cd labextension && $(JLPM) install --immutable
+	touch $@
+
+$(LABEXT_BUILD): $(LABEXT_DEPS) $(LABEXT_SOURCES)
+	cd labextension && $(JLPM) build:prod
+
+labextension: $(LABEXT_BUILD)
+	rm -rf $(LABEXT_LINK) && mkdir -p $(dir $(LABEXT_LINK)) && ln -s $(CURDIR)/jupyter_tracking/labextension $(LABEXT_LINK)
+	install -D -m 644 jupyter-config/server-config/jupyter_tracking.json $(SERVEREXT_CONFIG)
+
+## Unit tests of the extension's front-end logic (jest).
+test-js: $(LABEXT_DEPS)
+	cd labextension && $(JLPM) test --ci
+
 ## Open JupyterLab on notebooks/, runs going to the embedded SQLite store (mlflow.db at the repo root).
-lab: install
+lab: install labextension
 	env -u MLFLOW_TRACKING_URI $(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1
 
 ## Every test: pytest (real IPython, kernels, stores, servers, browsers) and nbval on notebooks/.
-test: install test-python test-notebooks
+test: install test-js test-python test-notebooks
 
-test-python: install $(LT)
+test-python: install $(LT) labextension
 	env -u MLFLOW_TRACKING_URI $(BIN)/python -m pytest tests -q
 
 test-notebooks: install $(LT)

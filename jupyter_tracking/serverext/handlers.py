@@ -67,7 +67,7 @@ class StoreHandler(TrackingHandler):
     async def get(self) -> None:
         from .queries import describe_store
 
-        self.send(describe_store(self.location()))
+        self.send(await self.call(describe_store, self.location()))
 
 
 class ExperimentsHandler(TrackingHandler):
@@ -76,8 +76,9 @@ class ExperimentsHandler(TrackingHandler):
         from .queries import describe_store, list_experiments
 
         location = self.location()
-        experiments = await self.call(list_experiments, location)
-        self.send({"store": describe_store(location), "experiments": experiments})
+        store = await self.call(describe_store, location)
+        experiments = await self.call(list_experiments, location) if store["ready"] else []
+        self.send({"store": store, "experiments": experiments})
 
 
 class RunsHandler(TrackingHandler):

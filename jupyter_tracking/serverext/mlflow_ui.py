@@ -40,6 +40,10 @@ def ensure_ui(location: StoreLocation, base_url: str) -> UIResult:
     """Start (or reuse) the UI server for ``location``; blocking, up to the server's start timeout."""
     from ..sharing.ui_server import start_ui_server
 
+    from .queries import store_state
+
+    if store_state(location) == "initializing":
+        return UIResult(False, "A kernel is creating this store right now: try again in a few seconds.", retry=True)
     key = proxy_key(location)
     prefix = url_path_join(base_url, "jupyter-tracking/mlflow", key).rstrip("/")
     # MLflow's routes match the decoded path; the proxy forwards the path as the browser sent it.

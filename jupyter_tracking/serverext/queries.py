@@ -7,6 +7,9 @@ store that does not exist yet is reported as empty instead of being created.
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +27,56 @@ class BadQuery(Exception):
     """MLflow refused the query (a filter or order-by it cannot parse, a bad page token)."""
 
 
-def store_exists(location: StoreLocation) -> bool:
-    """False for an embedded store whose SQLite file was never created (nothing tracked there yet)."""
-    if not location.is_embedded:
-        return True
+_schema_head: str | None = None
+_schema_lock = threading.Lock()
+
+
+def _mlflow_schema_head() -> str:
+    """The newest database migration of the installed MLflow (what a fully created store is at)."""
+    global _schema_head
+    with _schema_lock:
+        if _schema_head is None:
+            import importlib.util
+
+            from alembic.script import ScriptDirectory
+
+            package = importlib.util.find_spec("mlflow").submodule_search_locations[0]
+            _schema_head = ScriptDirectory(str(Path(package) / "store" / "db_migrations")).get_current_head()
+        return _schema_head
+
+
+def store_state(location: StoreLocation) -> str:
+    """"ready", or for a SQLite store "missing" (never created) or "initializing" (a kernel is creating it).
+
+    The server must neither create a store nor open one whose tables a kernel is still migrating: MLflow
+    would run the same migrations concurrently and one side would fail. Only a store whose schema is at
+    MLflow's newest revision is queried.
+    """
+    if not location.uri.startswith("sqlite:///"):
+        return "ready"
     db_path = Path(location.uri.removeprefix("sqlite:///"))
-    return db_path.is_file() and db_path.stat().st_size > 0
+    if not db_path.is_file() or db_path.stat().st_size == 0:
+        return "missing"
+    try:
+        with closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)) as db:
+            row = db.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:
+        return "initializing"
+    return "ready" if row and row[0] == _mlflow_schema_head() else "initializing"
+
+
+def store_exists(location: StoreLocation) -> bool:
+    """True when the store can be queried (see ``store_state``)."""
+    return store_state(location) == "ready"
 
 
 def describe_store(location: StoreLocation) -> dict[str, Any]:
+    state = store_state(location)
     return {
         "uri": redact_uri(location.uri),
         "source": location.source,
-        "exists": store_exists(location),
+        "exists": state != "missing",
+        "ready": state == "ready",
         "description": location.describe(),
     }
 

@@ -161,3 +161,21 @@ async def test_metric_history_is_decimated_keeping_both_ends(jp_fetch, seeded_ru
 async def test_metric_history_needs_a_key(jp_fetch, seeded_runs):
     code, _ = await status_of(jp_fetch, "runs", seeded_runs["runs"]["0.1"], "metric-history", path=NB)
     assert code == 400
+
+
+async def test_a_store_a_kernel_is_still_creating_is_left_alone(jp_fetch, lab_project):
+    """A SQLite file whose schema is not at MLflow's newest revision is neither queried nor migrated."""
+    import sqlite3
+
+    db = lab_project / "mlflow.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+        conn.execute("INSERT INTO alembic_version VALUES ('451aebb31d03')")
+    before = db.read_bytes()
+    store = await get_json(jp_fetch, "store", path=NB)
+    assert store["exists"] is True and store["ready"] is False
+    assert (await get_json(jp_fetch, "experiments", path=NB))["experiments"] == []
+    assert (await get_json(jp_fetch, "runs", path=NB))["runs"] == []
+    code, body = await status_of(jp_fetch, "mlflow-ui", method="POST", path=NB)
+    assert code == 503 and b"try again" in body
+    assert db.read_bytes() == before

@@ -1,0 +1,68 @@
+import { dataColumns, defaultExperiment, mlflowRoute, nextSort, orderByFor, queryString, quoteKey } from '../query';
+import { IRunSummary } from '../types';
+
+function run(id: string, params: Record<string, string>, metrics: Record<string, number>): IRunSummary {
+  return { run_id: id, run_name: id, experiment_id: '1', status: 'FINISHED', start_time: 1, end_time: 2, params, metrics, tags: {} };
+}
+
+describe('order by', () => {
+  it('builds MLflow order_by clauses, quoting odd keys', () => {
+    expect(orderByFor({ id: 'metric:val_loss', kind: 'metric', key: 'val_loss', label: '' }, 'ASC')).toBe('metrics.val_loss ASC');
+    expect(orderByFor({ id: 'param:a b', kind: 'param', key: 'a b', label: '' }, 'DESC')).toBe('params.`a b` DESC');
+    expect(orderByFor({ id: 'attr:start_time', kind: 'attr', key: 'start_time', label: '' }, 'DESC')).toBe('attributes.start_time DESC');
+    expect(quoteKey('performance.f1')).toBe('performance.f1');
+    expect(quoteKey('loss/train')).toBe('`loss/train`');
+    expect(quoteKey('a`b c')).toBe('`ab c`');
+  });
+  it('sorts metrics high first on the first click and flips on the second', () => {
+    const metric = { id: 'metric:acc', kind: 'metric' as const, key: 'acc', label: 'acc' };
+    const param = { id: 'param:lr', kind: 'param' as const, key: 'lr', label: 'lr' };
+    const first = nextSort(null, metric);
+    expect(first).toEqual({ column: 'metric:acc', direction: 'DESC' });
+    expect(nextSort(first, metric)).toEqual({ column: 'metric:acc', direction: 'ASC' });
+    expect(nextSort(first, param)).toEqual({ column: 'param:lr', direction: 'ASC' });
+  });
+});
+
+describe('dataColumns', () => {
+  it('lists metrics then params, varying keys before constant ones', () => {
+    const runs = [run('a', { lr: '0.1', seed: '1' }, { loss: 1, acc: 0.5 }), run('b', { lr: '0.01', seed: '1' }, { loss: 0.5, acc: 0.5 })];
+    expect(dataColumns(runs).map(c => c.id)).toEqual(['metric:loss', 'metric:acc', 'param:lr', 'param:seed']);
+  });
+  it('caps each kind', () => {
+    const metrics: Record<string, number> = {};
+    for (let i = 0; i < 20; i++) {
+      metrics[`m${i}`] = i;
+    }
+    expect(dataColumns([run('a', {}, metrics)], 5)).toHaveLength(5);
+  });
+});
+
+describe('queryString', () => {
+  it('encodes values, repeats arrays and drops empty ones', () => {
+    expect(queryString({ path: 'a b/n.ipynb', filter: "params.lr = '0.1'", x: '', y: null, ids: ['1', '2'] })).toBe(
+      "?path=a%20b%2Fn.ipynb&filter=params.lr%20%3D%20'0.1'&ids=1&ids=2"
+    );
+    expect(queryString({})).toBe('');
+  });
+});
+
+describe('defaultExperiment', () => {
+  const experiments = [
+    { experiment_id: '3', name: 'recent' },
+    { experiment_id: '1', name: 'train' }
+  ];
+  it("prefers the experiment named after the notebook, else the most recent", () => {
+    expect(defaultExperiment(experiments, 'work/train.ipynb')).toBe('1');
+    expect(defaultExperiment(experiments, 'other.ipynb')).toBe('3');
+    expect(defaultExperiment([], 'x.ipynb')).toBeNull();
+  });
+});
+
+describe('mlflowRoute', () => {
+  it('points at a run, an experiment or the home page', () => {
+    expect(mlflowRoute('1', 'abc')).toBe('#/experiments/1/runs/abc');
+    expect(mlflowRoute('1')).toBe('#/experiments/1/runs');
+    expect(mlflowRoute()).toBe('');
+  });
+});

@@ -1,0 +1,122 @@
+/**
+ * Pure formatting helpers: numbers, durations, times and metric changes. No DOM here (unit-tested).
+ */
+
+/** A metric value in at most `digits` significant digits; exponent form for very small or large values. */
+export function formatNumber(value: number | null | undefined, digits = 4): string {
+  if (value === null || value === undefined || Number.isNaN(value)) {
+    return '—';
+  }
+  if (!Number.isFinite(value)) {
+    return value > 0 ? '∞' : '-∞';
+  }
+  if (Number.isInteger(value) && Math.abs(value) < 1e9) {
+    return String(value);
+  }
+  const abs = Math.abs(value);
+  if (abs !== 0 && (abs < 1e-3 || abs >= 1e6)) {
+    return value.toExponential(Math.max(0, digits - 1)).replace(/\.?0+e/, 'e');
+  }
+  const text = value.toPrecision(digits);
+  return text.includes('.') ? text.replace(/\.?0+$/, '') : text;
+}
+
+/** "850 ms", "12.3 s", "4 min 05 s", "2 h 03 min". */
+export function formatDuration(seconds: number | null | undefined): string {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds) || seconds < 0) {
+    return '—';
+  }
+  if (seconds < 1) {
+    return `${Math.round(seconds * 1000)} ms`;
+  }
+  if (seconds < 60) {
+    return `${seconds < 10 ? seconds.toFixed(1) : Math.round(seconds)} s`;
+  }
+  const total = Math.round(seconds);
+  const hours = Math.floor(total / 3600);
+  const minutes = Math.floor((total % 3600) / 60);
+  const secs = total % 60;
+  if (hours > 0) {
+    return `${hours} h ${String(minutes).padStart(2, '0')} min`;
+  }
+  return `${minutes} min ${String(secs).padStart(2, '0')} s`;
+}
+
+/** A run's duration from its start and end (or `now` while it runs). */
+export function runDuration(
+  start: number | null,
+  end: number | null,
+  now: number = Date.now()
+): number | null {
+  if (!start) {
+    return null;
+  }
+  return Math.max(0, ((end || now) - start) / 1000);
+}
+
+/** "2026-11-22 05:07" in local time; "—" when unknown. */
+export function formatTime(ms: number | null | undefined): string {
+  if (!ms) {
+    return '—';
+  }
+  const d = new Date(ms);
+  const pad = (n: number) => String(n).padStart(2, '0');
+  return (
+    `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
+    `${pad(d.getHours())}:${pad(d.getMinutes())}`
+  );
+}
+
+export type Direction = 'better' | 'worse' | 'same';
+
+export interface IDelta {
+  /** Signed difference, e.g. "-0.0123", or a relative one "+4.2%". */
+  text: string;
+  direction: Direction;
+}
+
+/**
+ * How `value` compares with `reference` for a metric whose goal is `goal` (lower or higher is better).
+ * Null when either is unknown.
+ */
+export function metricDelta(
+  value: number | null | undefined,
+  reference: number | null | undefined,
+  goal: 'min' | 'max'
+): IDelta | null {
+  if (
+    value === null ||
+    value === undefined ||
+    reference === null ||
+    reference === undefined ||
+    !Number.isFinite(value) ||
+    !Number.isFinite(reference)
+  ) {
+    return null;
+  }
+  const diff = value - reference;
+  if (diff === 0) {
+    return { text: '±0', direction: 'same' };
+  }
+  const improved = goal === 'min' ? diff < 0 : diff > 0;
+  const sign = diff > 0 ? '+' : '-';
+  let text = `${sign}${formatNumber(Math.abs(diff), 3)}`;
+  if (reference !== 0) {
+    const pct = (Math.abs(diff) / Math.abs(reference)) * 100;
+    if (pct >= 0.1 && pct < 1000) {
+      text += ` (${sign}${pct < 10 ? pct.toFixed(1) : Math.round(pct)}%)`;
+    }
+  }
+  return { text, direction: improved ? 'better' : 'worse' };
+}
+
+/** Whether `url` is safe to put in an href: only http(s) and same-origin paths. */
+export function isSafeUrl(url: string | null | undefined): boolean {
+  if (!url) {
+    return false;
+  }
+  if (url.startsWith('/') && !url.startsWith('//')) {
+    return true;
+  }
+  return /^https?:\/\//i.test(url);
+}

@@ -1,0 +1,48 @@
+/**
+ * Adding and removing `%%track` on a cell's source. Pure string functions (unit-tested).
+ */
+
+const TRACK_LINE = /^%%track(?:\s|$)/;
+
+/** True when the cell's first line is a `%%track` cell magic. */
+export function hasTrackMagic(source: string): boolean {
+  return TRACK_LINE.test(source.replace(/^\s*\n/, ''));
+}
+
+/**
+ * The source with `%%track` removed from its first line if it had it, else added as the first line.
+ * Removing keeps the rest of the cell byte for byte; options on the `%%track` line go with it.
+ */
+export function toggleTrackMagic(source: string): string {
+  if (hasTrackMagic(source)) {
+    const withoutBlank = source.replace(/^\s*\n/, '');
+    const newline = withoutBlank.indexOf('\n');
+    return newline === -1 ? '' : withoutBlank.slice(newline + 1);
+  }
+  return source.length ? `%%track\n${source}` : '%%track\n';
+}
+
+/** The run name given on a `%%track NAME ...` line (the first word that is not an option), if any. */
+export function trackRunName(source: string): string | null {
+  if (!hasTrackMagic(source)) {
+    return null;
+  }
+  const first = source.replace(/^\s*\n/, '').split('\n', 1)[0];
+  const words = (first.match(/"[^"]*"|'[^']*'|\S+/g) || []).slice(1);
+  const takesValue = new Set([
+    '-e', '--experiment', '-p', '--params', '-m', '--metrics', '-x', '--exclude', '-t', '--tag',
+    '--note', '--artifacts', '--grid'
+  ]); // prettier-ignore
+  for (let i = 0; i < words.length; i++) {
+    const word = words[i];
+    if (takesValue.has(word)) {
+      i++;
+      continue;
+    }
+    if (word.startsWith('-')) {
+      continue;
+    }
+    return word.replace(/^(["'])(.*)\1$/, '$2');
+  }
+  return null;
+}

@@ -1,0 +1,410 @@
+/**
+ * The "Experiments" side panel: the current notebook's store, its experiments, a sortable and filterable
+ * table of runs, a run's details with charts of its step metrics, and curves of several runs compared.
+ */
+
+import { Widget } from '@lumino/widgets';
+
+import { getExperiments, getMetricHistory, getRun, searchRuns } from './api';
+import { renderChart } from './chartView';
+import { clear, h } from './dom';
+import { formatDuration, formatNumber, formatTime, runDuration } from './format';
+import { ATTRIBUTE_COLUMNS, dataColumns, defaultExperiment, IColumn, nextSort, orderByFor, SortDirection } from './query';
+import { IExperiment, IRunDetail, IRunSummary } from './types';
+
+const PAGE_SIZE = 50;
+const MAX_DETAIL_CHARTS = 6;
+
+export interface IExperimentsPanelOptions {
+  /** Open the MLflow UI tab, at an experiment or a run if given. */
+  openMlflow: (experimentId?: string | null, runId?: string | null) => void;
+}
+
+export class ExperimentsPanel extends Widget {
+  constructor(options: IExperimentsPanelOptions) {
+    super();
+    this._options = options;
+    this.id = 'jupyter-tracking-experiments';
+    this.addClass('jp-TrackingPanel');
+    this.title.caption = 'Experiments (jupyter_tracking)';
+
+    this._store = h('div', { className: 'jp-TrackingPanel-store', text: 'No notebook open.' });
+    this._experimentSelect = h('select', { className: 'jp-TrackingPanel-experiment', attrs: { 'aria-label': 'Experiment' } });
+    this._experimentSelect.addEventListener('change', () => {
+      this._experimentId = this._experimentSelect.value || null;
+      this._selected.clear();
+      void this.loadRuns();
+    });
+    this._filter = h('input', {
+      className: 'jp-TrackingPanel-filter',
+      attrs: { type: 'search', placeholder: "filter, e.g. metrics.val_loss < 0.3 and params.lr = '0.01'", 'aria-label': 'Filter runs' }
+    });
+    this._filter.addEventListener('keydown', event => {
+      if (event.key === 'Enter') {
+        void this.loadRuns();
+      }
+    });
+    this._error = h('div', { className: 'jp-TrackingPanel-error' });
+    this._table = h('div', { className: 'jp-TrackingPanel-tableWrap' });
+    this._more = h('button', {
+      className: 'jp-TrackingPanel-more',
+      text: 'Load more runs',
+      attrs: { type: 'button' },
+      onClick: () => void this.loadRuns(true)
+    });
+    this._compare = h('div', { className: 'jp-TrackingPanel-compare' });
+    this._details = h('div', { className: 'jp-TrackingPanel-details' });
+
+    const toolbar = h('div', { className: 'jp-TrackingPanel-toolbar' }, [
+      h('span', { className: 'jp-TrackingPanel-title', text: 'Experiments' }),
+      h('button', { className: 'jp-TrackingPanel-refresh', text: 'Refresh', attrs: { type: 'button' }, onClick: () => void this.refresh() }),
+      h('button', {
+        className: 'jp-TrackingPanel-open-ui',
+        text: 'MLflow UI',
+        title: 'Open the MLflow UI for this store in a tab',
+        attrs: { type: 'button' },
+        onClick: () => this._options.openMlflow(this._experimentId)
+      })
+    ]);
+    const filterRow = h('div', { className: 'jp-TrackingPanel-filterRow' }, [
+      this._filter,
+      h('button', { text: 'Apply', attrs: { type: 'button' }, onClick: () => void this.loadRuns() })
+    ]);
+    for (const el of [toolbar, this._store, this._experimentSelect, filterRow, this._error, this._table, this._more, this._compare, this._details]) {
+      this.node.appendChild(el);
+    }
+    this._more.hidden = true;
+  }
+
+  /** The notebook (API path) whose store is shown; reloads when it changes. */
+  setPath(path: string): void {
+    if (path === this._path && this._loaded) {
+      return;
+    }
+    this._path = path;
+    this._experimentId = null;
+    this._selected.clear();
+    this._detailRunId = null;
+    void this.refresh();
+  }
+
+  get path(): string {
+    return this._path;
+  }
+
+  /** Reload experiments and runs, keeping the chosen experiment, filter, sort and the open run. */
+  async refresh(): Promise<void> {
+    const ticket = ++this._ticket;
+    this._loaded = true;
+    this._error.textContent = '';
+    let answer;
+    try {
+      answer = await getExperiments(this._path);
+    } catch (error) {
+      if (ticket === this._ticket) {
+        this._error.textContent = String((error as Error).message || error);
+      }
+      return;
+    }
+    if (ticket !== this._ticket) {
+      return;
+    }
+    this._experiments = answer.experiments;
+    this._store.textContent = answer.store.exists
+      ? `Store: ${answer.store.description}`
+      : `Store: ${answer.store.description} (no runs yet)`;
+    this._store.title = answer.store.uri;
+    if (!this._experimentId || !this._experiments.some(e => e.experiment_id === this._experimentId)) {
+      this._experimentId = defaultExperiment(this._experiments, this._path);
+    }
+    this._renderExperiments();
+    await this.loadRuns();
+    if (this._detailRunId) {
+      await this.showRun(this._detailRunId);
+    }
+  }
+
+  /** Load the first page of runs (or the next one with `more`). */
+  async loadRuns(more = false): Promise<void> {
+    const ticket = ++this._runsTicket;
+    if (!this._experimentId) {
+      this._runs = [];
+      this._nextToken = null;
+      this._renderTable();
+      return;
+    }
+    const column = this._sort ? this._allColumns().find(c => c.id === this._sort!.column) : undefined;
+    try {
+      const page = await searchRuns(this._path, {
+        experimentIds: [this._experimentId],
+        filter: this._filter.value.trim(),
+        orderBy: column ? orderByFor(column, this._sort!.direction) : undefined,
+        maxResults: PAGE_SIZE,
+        pageToken: more ? this._nextToken : null
+      });
+      if (ticket !== this._runsTicket) {
+        return;
+      }
+      this._error.textContent = '';
+      this._runs = more ? [...this._runs, ...page.runs] : page.runs;
+      this._nextToken = page.next_page_token;
+    } catch (error) {
+      if (ticket !== this._runsTicket) {
+        return;
+      }
+      this._error.textContent = String((error as Error).message || error);
+      this._runs = [];
+      this._nextToken = null;
+    }
+    this._renderTable();
+    await this._renderCompare();
+  }
+
+  /** Show one run's details (and select its experiment if it is another one). */
+  async showRun(runId: string, experimentId?: string | null): Promise<void> {
+    if (experimentId && experimentId !== this._experimentId && this._experiments.some(e => e.experiment_id === experimentId)) {
+      this._experimentId = experimentId;
+      this._renderExperiments();
+      await this.loadRuns();
+    }
+    this._detailRunId = runId;
+    this._renderTable();
+    const ticket = ++this._detailTicket;
+    let run: IRunDetail;
+    try {
+      run = await getRun(this._path, runId);
+    } catch (error) {
+      if (ticket === this._detailTicket) {
+        clear(this._details);
+        this._details.appendChild(h('div', { className: 'jp-TrackingPanel-error', text: String((error as Error).message || error) }));
+      }
+      return;
+    }
+    if (ticket !== this._detailTicket) {
+      return;
+    }
+    clear(this._details);
+    this._details.dataset.runId = run.run_id;
+    this._details.appendChild(
+      h('div', { className: 'jp-TrackingPanel-detailHeader' }, [
+        h('span', { className: `jp-TrackingPanel-status jp-mod-${run.status.toLowerCase()}`, text: run.status.toLowerCase() }),
+        h('span', { className: 'jp-TrackingPanel-runName', text: run.run_name }),
+        h('button', {
+          text: 'Open in MLflow UI',
+          attrs: { type: 'button' },
+          onClick: () => this._options.openMlflow(run.experiment_id, run.run_id)
+        })
+      ])
+    );
+    this._details.appendChild(
+      h('div', {
+        className: 'jp-TrackingPanel-detailMeta',
+        text: `${formatTime(run.start_time)} · ${formatDuration(runDuration(run.start_time, run.end_time))} · ${run.run_id}`
+      })
+    );
+    const note = run.tags['mlflow.note.content'];
+    if (note) {
+      this._details.appendChild(h('div', { className: 'jp-TrackingPanel-note', text: note }));
+    }
+    this._details.appendChild(keyValueTable('Params', Object.entries(run.params).map(([k, v]) => [k, v])));
+    this._details.appendChild(
+      keyValueTable(
+        'Metrics',
+        run.metric_details.map(m => [m.key, m.points > 1 ? `${formatNumber(m.value)} (${m.points} points)` : formatNumber(m.value)])
+      )
+    );
+    this._details.appendChild(
+      keyValueTable(
+        'Tags',
+        Object.entries(run.tags)
+          .filter(([k]) => k !== 'mlflow.note.content')
+          .map(([k, v]) => [k, v.length > 200 ? v.slice(0, 200) + '…' : v])
+      )
+    );
+    const charts = h('div', { className: 'jp-TrackingPanel-charts' });
+    this._details.appendChild(charts);
+    const series = run.metric_details.filter(m => m.points > 1).slice(0, MAX_DETAIL_CHARTS);
+    for (const metric of series) {
+      try {
+        const history = await getMetricHistory(this._path, run.run_id, metric.key, 500);
+        if (ticket !== this._detailTicket) {
+          return;
+        }
+        charts.appendChild(renderChart(metric.key, [{ label: run.run_name, points: history.points.map(p => ({ x: p.step, y: p.value })) }]));
+      } catch (error) {
+        charts.appendChild(h('div', { className: 'jp-TrackingPanel-error', text: String((error as Error).message || error) }));
+      }
+    }
+  }
+
+  private _allColumns(): IColumn[] {
+    return [...ATTRIBUTE_COLUMNS, ...dataColumns(this._runs)];
+  }
+
+  private _renderExperiments(): void {
+    clear(this._experimentSelect);
+    if (!this._experiments.length) {
+      this._experimentSelect.appendChild(h('option', { text: 'No experiments yet', attrs: { value: '' } }));
+    }
+    for (const experiment of this._experiments) {
+      const option = h('option', { text: experiment.name, attrs: { value: experiment.experiment_id } });
+      option.selected = experiment.experiment_id === this._experimentId;
+      this._experimentSelect.appendChild(option);
+    }
+  }
+
+  private _renderTable(): void {
+    clear(this._table);
+    this._more.hidden = !this._nextToken;
+    if (!this._runs.length) {
+      this._table.appendChild(
+        h('div', {
+          className: 'jp-TrackingPanel-empty',
+          text: this._experimentId ? 'No runs match.' : 'No runs yet: add %%track to a cell and run it.'
+        })
+      );
+      return;
+    }
+    const columns = this._allColumns();
+    const headerCells: HTMLElement[] = [h('th', { className: 'jp-TrackingPanel-select', text: '' })];
+    for (const column of columns) {
+      const sorted = this._sort && this._sort.column === column.id ? this._sort.direction : null;
+      headerCells.push(
+        h('th', {
+          className: `jp-TrackingPanel-sortable jp-mod-${column.kind}`,
+          text: column.label + (sorted === 'ASC' ? ' ▲' : sorted === 'DESC' ? ' ▼' : ''),
+          title: `Sort by ${column.kind === 'attr' ? column.label : column.kind + ' ' + column.key}`,
+          attrs: { 'data-column': column.id, 'aria-sort': sorted === 'ASC' ? 'ascending' : sorted === 'DESC' ? 'descending' : 'none' },
+          onClick: () => {
+            this._sort = nextSort(this._sort, column);
+            void this.loadRuns();
+          }
+        })
+      );
+    }
+    const rows = this._runs.map(run => {
+      const checkbox = h('input', { attrs: { type: 'checkbox', 'aria-label': `Compare ${run.run_name}` } });
+      checkbox.checked = this._selected.has(run.run_id);
+      checkbox.addEventListener('click', event => event.stopPropagation());
+      checkbox.addEventListener('change', () => {
+        if (checkbox.checked) {
+          this._selected.add(run.run_id);
+        } else {
+          this._selected.delete(run.run_id);
+        }
+        void this._renderCompare();
+      });
+      const cells: HTMLElement[] = [h('td', { className: 'jp-TrackingPanel-select' }, [checkbox])];
+      for (const column of columns) {
+        cells.push(h('td', { className: `jp-mod-${column.kind}`, text: cellText(run, column) }));
+      }
+      const row = h('tr', {
+        className: `jp-TrackingPanel-run${run.run_id === this._detailRunId ? ' jp-mod-active' : ''}`,
+        attrs: { 'data-run-id': run.run_id, 'data-status': run.status },
+        onClick: () => void this.showRun(run.run_id)
+      }, cells); // prettier-ignore
+      return row;
+    });
+    this._table.appendChild(
+      h('table', { className: 'jp-TrackingPanel-runs' }, [h('thead', {}, [h('tr', {}, headerCells)]), h('tbody', {}, rows)])
+    );
+  }
+
+  private async _renderCompare(): Promise<void> {
+    const ticket = ++this._compareTicket;
+    clear(this._compare);
+    const selected = this._runs.filter(r => this._selected.has(r.run_id));
+    if (selected.length < 2) {
+      if (this._runs.length > 1) {
+        this._compare.appendChild(h('div', { className: 'jp-TrackingPanel-hint', text: 'Tick two or more runs to compare their curves.' }));
+      }
+      return;
+    }
+    const keys = Array.from(new Set(selected.flatMap(r => Object.keys(r.metrics)))).sort();
+    if (!keys.length) {
+      this._compare.appendChild(h('div', { className: 'jp-TrackingPanel-hint', text: 'The selected runs have no metrics.' }));
+      return;
+    }
+    if (!this._compareKey || !keys.includes(this._compareKey)) {
+      this._compareKey = keys[0];
+    }
+    const select = h('select', { className: 'jp-TrackingPanel-compareKey', attrs: { 'aria-label': 'Metric to compare' } });
+    for (const key of keys) {
+      const option = h('option', { text: key, attrs: { value: key } });
+      option.selected = key === this._compareKey;
+      select.appendChild(option);
+    }
+    select.addEventListener('change', () => {
+      this._compareKey = select.value;
+      void this._renderCompare();
+    });
+    this._compare.appendChild(
+      h('div', { className: 'jp-TrackingPanel-compareHeader' }, [h('span', { text: `Compare ${selected.length} runs:` }), select])
+    );
+    const key = this._compareKey;
+    const series = [];
+    for (const run of selected) {
+      try {
+        const history = await getMetricHistory(this._path, run.run_id, key, 500);
+        series.push({ label: run.run_name, points: history.points.map(p => ({ x: p.step, y: p.value })) });
+      } catch (error) {
+        series.push({ label: `${run.run_name} (${(error as Error).message})`, points: [] });
+      }
+      if (ticket !== this._compareTicket) {
+        return;
+      }
+    }
+    this._compare.appendChild(renderChart(key, series));
+  }
+
+  private _options: IExperimentsPanelOptions;
+  private _path = '';
+  private _loaded = false;
+  private _experiments: IExperiment[] = [];
+  private _experimentId: string | null = null;
+  private _runs: IRunSummary[] = [];
+  private _nextToken: string | null = null;
+  private _sort: { column: string; direction: SortDirection } | null = null;
+  private _selected = new Set<string>();
+  private _detailRunId: string | null = null;
+  private _compareKey: string | null = null;
+  private _ticket = 0;
+  private _runsTicket = 0;
+  private _detailTicket = 0;
+  private _compareTicket = 0;
+  private _store: HTMLElement;
+  private _experimentSelect: HTMLSelectElement;
+  private _filter: HTMLInputElement;
+  private _error: HTMLElement;
+  private _table: HTMLElement;
+  private _more: HTMLButtonElement;
+  private _compare: HTMLElement;
+  private _details: HTMLElement;
+}
+
+function cellText(run: IRunSummary, column: IColumn): string {
+  if (column.kind === 'metric') {
+    return column.key in run.metrics ? formatNumber(run.metrics[column.key]) : '';
+  }
+  if (column.kind === 'param') {
+    return run.params[column.key] ?? '';
+  }
+  switch (column.key) {
+    case 'run_name':
+      return run.run_name;
+    case 'status':
+      return run.status.toLowerCase();
+    case 'start_time':
+      return formatTime(run.start_time);
+    default:
+      return '';
+  }
+}
+
+function keyValueTable(title: string, rows: [string, string][]): HTMLElement {
+  const body = rows.map(([k, v]) => h('tr', {}, [h('th', { text: k }), h('td', { text: v })]));
+  return h('details', { className: `jp-TrackingPanel-kv jp-mod-${title.toLowerCase()}`, attrs: { open: '' } }, [
+    h('summary', { text: `${title} (${rows.length})` }),
+    h('table', {}, [h('tbody', {}, body)])
+  ]);
+}

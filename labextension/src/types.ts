@@ -1,0 +1,101 @@
+/**
+ * Shapes of the data this extension reads: the run card the kernel emits and the REST API's answers.
+ */
+
+export const RUN_MIME = 'application/vnd.jupyter-tracking.run+json';
+
+export type RunStatus = 'RUNNING' | 'FINISHED' | 'FAILED' | 'KILLED' | 'SCHEDULED';
+
+export interface ICardParam {
+  key: string;
+  value: string;
+  previous: string | null;
+  changed: boolean;
+}
+
+export interface ICardMetric {
+  key: string;
+  value: number | null;
+  previous: number | null;
+  best: number | null;
+  goal: 'min' | 'max';
+  steps: number;
+}
+
+/** The run card bundle (`application/vnd.jupyter-tracking.run+json`, version 1). */
+export interface IRunCard {
+  version: number;
+  run_id: string;
+  run_name: string;
+  experiment_id: string;
+  experiment_name: string;
+  status: RunStatus;
+  start_time: number | null;
+  end_time: number | null;
+  duration_s: number | null;
+  tracking_uri: string;
+  notebook: string | null;
+  cell_id: string | null;
+  previous_run_id: string | null;
+  best_run_id: string | null;
+  params: ICardParam[];
+  metrics: ICardMetric[];
+  withheld: string[];
+  ui_url: string | null;
+}
+
+export interface IStoreInfo {
+  uri: string;
+  source: string;
+  exists: boolean;
+  description: string;
+}
+
+export interface IExperiment {
+  experiment_id: string;
+  name: string;
+  creation_time: number | null;
+  last_update_time: number | null;
+}
+
+export interface IRunSummary {
+  run_id: string;
+  run_name: string;
+  experiment_id: string;
+  status: RunStatus;
+  start_time: number | null;
+  end_time: number | null;
+  params: Record<string, string>;
+  metrics: Record<string, number | null>;
+  tags: Record<string, string>;
+}
+
+export interface IRunPage {
+  runs: IRunSummary[];
+  next_page_token: string | null;
+}
+
+export interface IMetricDetail {
+  key: string;
+  value: number | null;
+  step: number;
+  points: number;
+}
+
+export interface IRunDetail extends IRunSummary {
+  artifact_uri: string;
+  metric_details: IMetricDetail[];
+}
+
+export interface IMetricPoint {
+  step: number;
+  value: number | null;
+  timestamp: number;
+}
+
+export interface IMetricHistory {
+  run_id: string;
+  key: string;
+  total: number;
+  points: IMetricPoint[];
+}
