@@ -221,13 +221,46 @@ def test_cells_without_step_metrics_get_no_panel(widget_kernel):
     assert not [m for m in messages if m.type == "display_data" and "image/svg+xml" in m.content["data"]]
 
 
+def test_system_metrics_are_logged_and_drawn(widget_kernel):
+    messages = widget_kernel.run("""%%track with-system --system
+for epoch in range(14):
+    jt.log(step=epoch, train_loss=1.0 / (epoch + 1))
+    sum(i * i for i in range(60_000))
+    time.sleep(0.15)
+""")
+    comm_id = figure_comm(messages)
+    names = {n.split(" ")[0] for m in updates(messages, comm_id)
+             for n in m.content["data"]["state"]["_py2js_update"]["style_data"].get("name", [])}
+    assert {"system/cpu_percent", "system/memory_percent", "system/memory_used_mb"} <= names, names
+    assert store_count(widget_kernel.project, "system/cpu_percent") >= 2
+    assert store_count(widget_kernel.project, "system/process_memory_mb") >= 2
+    final = next(m for m in messages if m.type == "update_display_data")
+    svg = final.content["data"]["image/svg+xml"]
+    assert "system utilisation (%)" in svg and "system memory (MB)" in svg and "elapsed s" in svg
+
+
+def test_a_failing_cell_leaves_the_curves_up_to_the_failure(widget_kernel):
+    messages: list[Message] = []
+    start = time.monotonic()
+    reply = widget_kernel.client.execute_interactive(
+        "%%track breaks\nfor epoch in range(6):\n    jt.log(step=epoch, train_loss=1.0 / (epoch + 1))\n"
+        "    time.sleep(0.2)\nraise ValueError('diverged')\n",
+        timeout=300, output_hook=lambda msg: messages.append(Message(time.monotonic() - start, msg)))
+    assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "ValueError"
+    final = [m for m in messages if m.type == "update_display_data"]
+    assert len(final) == 1
+    text = final[0].content["data"]["text/plain"]
+    assert text.startswith("Training curves (failed)") and "(6 points)" in text
+    assert any(m.type == "comm_close" for m in messages)
+
+
 # ---------------------------------------------------------------------- front ends without widgets
 def test_image_fallback_updates_a_picture_about_once_a_second(project):
     session = KernelSession(project, "image")
     try:
-        messages = session.run("""%%track pictures --steps 30
+        messages = session.run("""%%track pictures
 for epoch in range(30):
-    jt.log(step=epoch, train_loss=1.0 / (epoch + 1))
+    jt.log(step=epoch, total=30, train_loss=1.0 / (epoch + 1))
     time.sleep(0.12)
 print("loop done", flush=True)
 """)
@@ -285,6 +318,40 @@ def test_nbconvert_execution_keeps_the_static_image(project):
     embedded = re.search(r'<img[^>]* src="data:image/svg\+xml;base64,([^"]+)"', html)
     assert embedded, "nbconvert's HTML shows the picture"
     assert base64.b64decode(embedded.group(1)).decode().count("<polyline") == 3
+
+
+def test_terminal_ipython_shows_a_progress_line_on_a_tty_then_the_text_picture(project):
+    """Terminal IPython with stderr on a pseudo-terminal: the progress line is rewritten in place (\\r)."""
+    import pty
+
+    script = project / "notebooks" / "train_tty.ipy"
+    script.write_text(
+        "%load_ext jupyter_tracking\nimport jupyter_tracking as jt, time\n"
+        "get_ipython().run_cell_magic('track', 'tty-run --steps 20', "
+        "'for i in range(20):\\n    jt.log(step=i, train_loss=1 / (i + 1))\\n    time.sleep(0.2)\\n')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "JUPYTER_TRACKING_LIVE")}
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "IPython", "--no-banner", "--colors=nocolor", str(script)],
+                               cwd=script.parent, env=env, stdout=subprocess.PIPE, stderr=terminal,
+                               stdin=subprocess.DEVNULL, text=True)
+    os.close(terminal)
+    stderr = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        stderr += chunk
+    stdout = process.communicate(timeout=300)[0]
+    os.close(controller)
+    assert process.returncode == 0, stderr.decode(errors="replace")
+    lines = [part for part in stderr.decode(errors="replace").split("\r") if "tty-run · step" in part]
+    assert len(lines) >= 2, stderr
+    assert any("/20 (" in line and "ETA" in line for line in lines), lines
+    assert "Training curves (finished)" in stdout
 
 
 def test_terminal_ipython_prints_the_text_picture(project):

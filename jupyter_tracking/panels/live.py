@@ -273,6 +273,8 @@ class LivePanel:
         self._thread.start()
 
     def on_run_end(self, recorder: Any, status: str) -> None:
+        if self.view is None:  # the run never started
+            return
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
@@ -314,7 +316,8 @@ class LivePanel:
             self._last_draw = now
             self.redraws += 1
             return
-        if (self._dirty or now - self._last_draw >= CLOCK_REFRESH) and self.view.ready(now):
+        running = getattr(self.recorder, "status", "RUNNING") == "RUNNING"  # not while the run is being closed
+        if (self._dirty or (running and now - self._last_draw >= CLOCK_REFRESH)) and self.view.ready(now):
             if self.view.update(self.state()):
                 self.redraws += 1
             self._dirty = False
@@ -400,6 +403,9 @@ class _View:
         raise NotImplementedError
 
     def finish(self, state: PanelState, bundle: dict[str, str]) -> None:
+        if _shell() is None:  # plain Python (jt.track in a script): the text picture
+            print(bundle["text/plain"])
+            return
         from IPython.display import display
 
         display(bundle, raw=True)
@@ -409,6 +415,8 @@ class _View:
 
 
 def _display(bundle: dict, display_id: str, update: bool = False) -> None:
+    if _shell() is None:  # plain Python: nothing to draw in; the text picture comes at the end
+        return
     from IPython.display import display
 
     display(bundle, raw=True, display_id=display_id, update=update)
@@ -526,6 +534,8 @@ class ImageView(_View):
         return True
 
     def finish(self, state: PanelState, bundle: dict[str, str]) -> None:
+        if _shell() is None:
+            return super().finish(state, bundle)
         _display(bundle, self.display_id, update=True)
 
 
