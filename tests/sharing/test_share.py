@@ -121,6 +121,18 @@ def test_status_reports_the_share_without_the_password(shared, capsys):
     assert state.server.password not in out
 
 
+def test_sharing_again_reuses_the_share_and_does_not_repeat_the_password(shared, lt_server, project_dir, capsys,
+                                                                         monkeypatch):
+    state = shared[0]
+    server, url = state.server, state.public_url
+    monkeypatch.chdir(project_dir)
+    sharing.ui(share=True, tunnel_host=lt_server.url)
+    out = capsys.readouterr().out
+    assert out.startswith("Already shared (the login was shown when the share started):")
+    assert f"Shared MLflow UI: {url}" in out and server.password not in out
+    assert sharing.current().server is server and sharing.current().public_url == url
+
+
 def test_a_killed_lt_client_is_restarted_and_the_url_announced(shared, lt_server, capsys):
     state = shared[0]
     url, restarts = state.public_url, state.share.supervisor.restarts
