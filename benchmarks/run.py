@@ -246,7 +246,8 @@ def bench_log(shell: Shell, stores: Stores) -> tuple[list[Row], dict[int, float]
     for points in sorted(FLUSH_POINTS, key=lambda n: n != LOG_CALLS):  # the LOG_CALLS run first
         project = stores.project(f"log-{points}")
         os.chdir(project)
-        source = f"%%track log-{points} -e bench\nimport jupyter_tracking as jt\n_times, _loop_end = _bench.time_log_calls(jt, {points})\n"
+        source = (f"%%track log-{points} -e bench\nimport jupyter_tracking as jt\n"
+                  f"_times, _loop_end = _bench.time_log_calls(jt, {points})\n")
         shell.run(source)
         closed = time.perf_counter()
         times, loop_end = shell.ip.user_ns["_times"], shell.ip.user_ns["_loop_end"]
@@ -264,8 +265,8 @@ def bench_log(shell: Shell, stores: Stores) -> tuple[list[Row], dict[int, float]
     for _ in range(10_000):
         start = timer()
         empty.append(timer() - start)
-    timer_note = (f"each call timed on its own; the two perf_counter_ns calls around it ({seconds(statistics.median(empty) / 1e9)}) "
-                  "are included")
+    timer_note = ("each call timed on its own; the two perf_counter_ns calls around it "
+                  f"({seconds(statistics.median(empty) / 1e9)}) are included")
     plain_ns = bench_log_metric(stores)
     rows.append(Row(f"jt.log per call, median of {LOG_CALLS:,} calls", seconds(median_ns / 1e9),
                     f"mlflow.log_metric: {seconds(statistics.median(plain_ns) / 1e9)}", "<= 5 us",
