@@ -158,6 +158,11 @@ def test_widget_panel_redraws_while_the_cell_runs_and_leaves_a_static_image(widg
     assert any("step" in t and "/25 (" in t and "ETA" in t and "elapsed" in t for t in titles), titles
 
     assert max_per_second(panel_message_times(messages, comm_id, display_id)) <= 10
+    for message in comm_messages(messages, comm_id):
+        state = message.content["data"].get("state", {})
+        assert state.get("_py2js_update", 1) is not None, "one message per redraw: no separate reset message"
+        if state.get("_py2js_update"):
+            assert "_last_trace_edit_id" in state, "edit ids travel in the same message"
 
     final = [m for m in messages if m.type == "update_display_data"
              and m.content["transient"]["display_id"] == display_id]

@@ -71,6 +71,36 @@ def test_decimator_survives_nan_and_inf():
     assert np.isfinite(got[steps < 9700]).sum() >= 40, "finite extremes are not replaced by NaN"
 
 
+def test_many_metrics_share_a_point_budget():
+    from jupyter_tracking.panels._decimate import reduce_points
+
+    values = np.cos(np.arange(5000) / 50.0)
+    values[1234] = 7.0
+    steps = np.arange(5000.0)
+    s, v, t = reduce_points(steps, values, steps * 2, 200)
+    assert len(v) <= 202 and v.max() == 7.0 and s[v.argmax()] == 1234
+    assert s[0] == 0 and s[-1] == 4999 and np.all(np.diff(s) > 0) and np.allclose(t, s * 2)
+    assert reduce_points(steps[:50], values[:50], steps[:50], 200)[1].tolist() == values[:50].tolist()
+
+    class Series:  # the recorder's StepSeries interface, filled directly
+        def __init__(self):
+            import threading
+
+            self.lock = threading.Lock()
+            self.version = 1
+            self.data = {f"m{i}_loss": (list(range(3000)), list(np.sin(np.arange(3000) / (i + 1.0))),
+                                        [float(x) for x in range(3000)]) for i in range(60)}
+
+    panel = live.LivePanel(mode="image")
+    panel.recorder = types.SimpleNamespace(series=Series(), status="RUNNING", start_time=0.0, run_name="many",
+                                           total_steps=None)
+    panel._ingest()
+    state = panel.state()
+    drawn = sum(len(c.values) for c in state.curves.values())
+    assert drawn <= 60 * 202, drawn
+    assert all(c.count == 3000 for c in state.curves.values())
+
+
 # ---------------------------------------------------------------------- grouping
 def test_related_metrics_share_a_subplot():
     groups = group_metrics(["train_loss", "val_loss", "train_acc", "val_accuracy", "lr", "val_f1",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 DEFAULT_CAPACITY = 400  # buckets per series: at most ~2 * capacity + 3 points drawn
+POINT_BUDGET = 8000  # points drawn per redraw over all series (many metrics share it, >= 200 each)
 
 
 class SeriesDecimator:
@@ -153,6 +154,23 @@ class SeriesDecimator:
     def last(self) -> tuple[float, float, float] | None:
         """``(step, value, time)`` of the latest point, or None."""
         return None if self._last is None else self._last[1:]
+
+
+def reduce_points(steps: np.ndarray, values: np.ndarray, times: np.ndarray, budget: int):
+    """At most about ``budget`` points: min/max of equal groups (extremes, first and last point kept)."""
+    n = len(values)
+    if n <= budget or budget < 4:
+        return steps, values, times
+    groups = max(1, (budget - 2) // 2)
+    edges = np.linspace(1, n - 1, groups + 1).astype(np.int64)
+    keep = [0, n - 1]
+    for start, end in zip(edges[:-1], edges[1:]):
+        if end <= start:
+            continue
+        lo, hi = _extreme_columns(values[None, start:end])
+        keep.extend((start + int(lo[0]), start + int(hi[0])))
+    index = np.unique(np.array(keep, dtype=np.int64))
+    return steps[index], values[index], times[index]
 
 
 def _extreme_columns(value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -31,7 +31,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._decimate import DEFAULT_CAPACITY, MetricGroup, SeriesDecimator, group_metrics
+from ._decimate import DEFAULT_CAPACITY, POINT_BUDGET, MetricGroup, SeriesDecimator, group_metrics, reduce_points
 from ._static import Curve, Subplot, color_for, render_svg, text_summary
 
 MODES = ("widget", "image", "text", "terminal", "off")
@@ -355,8 +355,9 @@ class LivePanel:
         last_step = first_step = None
         last_time = start
         points = 0
+        budget = max(200, POINT_BUDGET // max(1, len(self._decimators)))
         for key, decimator in self._decimators.items():
-            steps, values, times = decimator.points()
+            steps, values, times = reduce_points(*decimator.points(), budget)
             last = decimator.last
             curves[key] = CurveData(
                 key, steps, values, times - start, last[1] if last else None, decimator.count,
