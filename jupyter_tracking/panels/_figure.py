@@ -125,8 +125,10 @@ class FigureLayout:
                 "automargin": True,
             }
             layout["yaxis" + suffix] = {"domain": list(y_domain), "anchor": "x" + suffix, "automargin": True}
+            rising = group.id == "accuracy"  # accuracy climbs to the top right: its legend goes bottom right
             layout["legend" + suffix] = {
-                "x": x_domain[1], "y": y_domain[1], "xanchor": "right", "yanchor": "top",
+                "x": x_domain[1], "y": y_domain[0] if rising else y_domain[1],
+                "xanchor": "right", "yanchor": "bottom" if rising else "top",
                 "xref": "paper", "yref": "paper", "bgcolor": "rgba(255,255,255,0.75)", "font": {"size": 11},
             }
             layout["annotations"].append({
