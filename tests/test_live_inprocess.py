@@ -55,3 +55,22 @@ def test_panel_redraw_count_follows_new_data_not_log_calls(project):
     state = panel.state("FINISHED")
     assert state.curves["loss"].count == calls
     assert len(state.curves["loss"].values) <= 2 * live.DEFAULT_CAPACITY + 3
+
+
+def test_widget_panel_falls_back_to_pictures_when_plotly_cannot_load(project, monkeypatch, capsys):
+    def broken():
+        raise ImportError("No module named 'anywidget'")
+
+    monkeypatch.setattr(live, "_figure_class", broken)
+    recorder = recorder_in(project, "no-widgets")
+    panel = live.LivePanel(mode="widget")
+    recorder.add_observer(panel)
+    recorder.start()
+    for step in range(8):
+        recorder.log_step(step, {"train_loss": 1.0 / (step + 1)})
+        time.sleep(0.1)
+    recorder.finish("FINISHED")
+    captured = capsys.readouterr()
+    assert isinstance(panel.view, live.ImageView)
+    assert "live curves shown as pictures (ImportError" in captured.err
+    assert panel.redraws >= 1 and "Training curves (finished)" in captured.out

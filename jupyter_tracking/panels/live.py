@@ -290,9 +290,11 @@ class LivePanel:
     def _loop(self) -> None:
         try:
             self.view.prepare()  # e.g. import plotly now, not when the first point arrives
-        except Exception as error:  # noqa: BLE001
-            _warn(f"live panel not shown: {type(error).__name__}: {error}")
-            return
+        except Exception as error:  # noqa: BLE001 - no plotly/anywidget: pictures instead of a widget
+            _warn(f"live curves shown as pictures ({type(error).__name__}: {error}); "
+                  'pip install "plotly>=6" anywidget for the interactive panel')
+            with self._lock:
+                self.view = ImageView()
         while not self._stop.wait(POLL_INTERVAL):
             try:
                 with self._lock:
@@ -380,7 +382,7 @@ class LivePanel:
 
 
 def _warn(message: str) -> None:
-    print(f"jupyter_tracking: {message}", file=sys.__stderr__)
+    print(f"jupyter_tracking: {message}", file=sys.stderr)  # the panel thread writes under its cell
 
 
 # ---------------------------------------------------------------------- views
