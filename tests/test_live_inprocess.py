@@ -23,13 +23,15 @@ def test_headless_kernels_print_a_progress_line_for_long_cells(project, monkeypa
     panel = live.LivePanel(mode="text")
     recorder.add_observer(panel)
     recorder.start()
+    started = time.monotonic()
     for step in range(20):
         recorder.log_step(step, {"train_loss": math.exp(-step / 5)})
         time.sleep(0.1)
     recorder.finish("FINISHED")
+    elapsed = time.monotonic() - started
     captured = capsys.readouterr()
     progress = [line for line in captured.err.splitlines() if line.startswith("[live] long-headless · step ")]
-    assert 2 <= len(progress) <= 4, captured.err
+    assert 2 <= len(progress) <= elapsed / 0.6 + 1, captured.err
     assert "/20 (" in progress[0] and "elapsed" in progress[0] and "ETA" in progress[0]
     assert "Training curves (finished)" in captured.out, "no IPython here: the text picture is printed"
     assert "train_loss" in captured.out and "(20 points)" in captured.out
