@@ -15,6 +15,7 @@ import ast
 import dataclasses
 import enum
 import numbers
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePath
@@ -481,8 +482,24 @@ def flatten_metrics(name: str, value: Any, *, _depth: int = 0) -> dict[str, floa
     return None
 
 
-def as_series(value: Any) -> list[float] | None:
-    """The values of a list/tuple/1-D array of >= 2 real numbers, else None."""
+# An array bound by a cell is a metric history only when its name says so: `y_pred = model.predict(X)` is
+# data, `val_losses = np.array(...)` is a curve. Lists and tuples (usually appended to per epoch) always are.
+_HISTORY_NAME = re.compile(
+    r"(loss|acc|err|score|metric|f1|auc|precision|recall|mse|mae|rmse|r2|iou|dice|bleu|rouge|perplexity|ppl|"
+    r"reward|return|lr|learning_rate|grad|norm|history|curve|hist)",
+    re.IGNORECASE,
+)
+
+
+def looks_like_history(name: str) -> bool:
+    return bool(_HISTORY_NAME.search(name.rsplit(".", 1)[-1]))
+
+
+def as_series(value: Any, name: str | None = None) -> list[float] | None:
+    """The values of a list/tuple/1-D array of >= 2 real numbers, else None.
+
+    Arrays (numpy, tensors) qualify only when ``name`` looks like a metric history (or no name is given).
+    """
     if isinstance(value, (str, bytes, Mapping)) or hasattr(value, "_asdict"):
         return None
     shape = getattr(value, "shape", None)
@@ -491,6 +508,8 @@ def as_series(value: Any) -> list[float] | None:
             return None
         dtype_kind = getattr(getattr(value, "dtype", None), "kind", "")
         if dtype_kind not in ("i", "u", "f"):
+            return None
+        if name is not None and not looks_like_history(name):
             return None
         try:
             return [float(item) for item in value.tolist()]
@@ -501,9 +520,12 @@ def as_series(value: Any) -> list[float] | None:
     return None
 
 
-def flatten_series(name: str, value: Any) -> dict[str, list[float]] | None:
-    """Step series in ``value``: a list of numbers, a dict of such lists, or an object with a ``.history`` dict."""
-    series = as_series(value)
+def flatten_series(name: str, value: Any, *, forced: bool = False) -> dict[str, list[float]] | None:
+    """Step series in ``value``: a list of numbers, a dict of such lists, or an object with a ``.history`` dict.
+
+    ``forced`` (``--metrics NAME``) accepts any 1-D array whatever its name.
+    """
+    series = as_series(value, None if forced else name)
     if series is not None:
         return {name: series}
     history = getattr(value, "history", None)
@@ -512,7 +534,7 @@ def flatten_series(name: str, value: Any) -> dict[str, list[float]] | None:
     if isinstance(value, Mapping) and value:
         flat: dict[str, list[float]] = {}
         for key, item in value.items():
-            series = as_series(item)
+            series = as_series(item)  # inside a dict of histories (Keras' History.history) any array counts
             if series is None:
                 return None
             flat[f"{name}.{key}"] = series
@@ -613,9 +635,9 @@ class Capture:
                 self.result.metrics[key] = number
         return True
 
-    def _add_series(self, name: str, value: Any) -> bool:
+    def _add_series(self, name: str, value: Any, *, forced: bool = False) -> bool:
         try:
-            flat = flatten_series(name, value)
+            flat = flatten_series(name, value, forced=forced)
         except Exception:  # noqa: BLE001
             return False
         if not flat:
@@ -661,7 +683,7 @@ class Capture:
         for name in sorted(self.rules.force_metrics):
             if name in namespace and name not in self.rules.exclude and name not in logged_keys:
                 value = namespace[name]
-                if self._add_metrics(name, value) or self._add_series(name, value):
+                if self._add_metrics(name, value) or self._add_series(name, value, forced=True):
                     self._claimed.add(name)
                 else:
                     self.result.notes.append(f"`{name}` is not a number, a dict of numbers or a list of numbers")

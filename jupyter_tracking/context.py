@@ -122,21 +122,40 @@ def _git(folder: Path, *args: str) -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
-def git_state(folder: Path) -> GitState | None:
-    """Commit, branch, dirty flag and origin URL of the git repository holding ``folder``, or None."""
-    commit = _git(folder, "rev-parse", "HEAD")
-    if not commit:
-        return None
-    branch = _git(folder, "rev-parse", "--abbrev-ref", "HEAD")
-    status = _git(folder, "status", "--porcelain", "--untracked-files=no")
-    remote = _git(folder, "config", "--get", "remote.origin.url")
-    from .store import redact_uri
+_remote_urls: dict[str, str | None] = {}
 
+
+def git_state(folder: Path) -> GitState | None:
+    """Commit, branch, dirty flag and origin URL of the git repository holding ``folder``, or None.
+
+    One ``git status`` per call (commit, branch and dirty state together); the origin URL is read once
+    per repository and session.
+    """
+    status = _git(folder, "status", "--porcelain=v2", "--branch", "--untracked-files=no")
+    if status is None:
+        return None
+    commit = branch = None
+    dirty = False
+    for line in status.splitlines():
+        if line.startswith("# branch.oid "):
+            commit = line.split(" ", 2)[2].strip()
+        elif line.startswith("# branch.head "):
+            branch = line.split(" ", 2)[2].strip()
+        elif line and not line.startswith("#"):
+            dirty = True
+    if not commit or commit == "(initial)":
+        return None
+    key = str(folder)
+    if key not in _remote_urls:
+        from .store import redact_uri
+
+        remote = _git(folder, "config", "--get", "remote.origin.url")
+        _remote_urls[key] = redact_uri(remote) if remote else None
     return GitState(
         commit=commit,
-        branch=None if branch in (None, "HEAD") else branch,
-        dirty=bool(status),
-        remote_url=redact_uri(remote) if remote else None,
+        branch=None if branch in (None, "(detached)") else branch,
+        dirty=dirty,
+        remote_url=_remote_urls[key],
     )
 
 

@@ -103,6 +103,7 @@ class RunRecorder:
         self.experiment_id: str | None = None
         self.run_name = run_name
         self.run_id: str | None = None
+        self.artifact_uri: str | None = None
         self.parent_run_id = parent_run_id
         self.description = description
         self.total_steps = total_steps
@@ -217,6 +218,7 @@ class RunRecorder:
         else:
             run = self._client.create_run(self.experiment_id, run_name=self.run_name, tags=tags)
         self.run_id = run.info.run_id
+        self.artifact_uri = run.info.artifact_uri
         self.run_name = run.info.run_name
         self.start_time = run.info.start_time / 1000.0
 
@@ -418,8 +420,7 @@ class RunRecorder:
             params=[Param(key, value) for key, value in self._params.items()],
             tags=[RunTag(key, value) for key, value in tags.items()],
         )
-        for path, artifact_path in self._artifacts:
-            client.log_artifact(self.run_id, path, artifact_path)
+        self._log_artifacts(client)
         if self._datasets:
             from mlflow.entities import Dataset, DatasetInput, InputTag
 
@@ -429,6 +430,24 @@ class RunRecorder:
             )
         if not self._fluent_active:
             client.set_terminated(self.run_id, status, end_time=end_time)
+
+    def _log_artifacts(self, client: Any) -> None:
+        """Write the artifact files straight to the run's artifact store (no extra request for the run)."""
+        if not self._artifacts:
+            return
+        repository = None
+        if self.artifact_uri:
+            try:
+                from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+                repository = get_artifact_repository(self.artifact_uri, tracking_uri=self.location.uri)
+            except Exception:  # noqa: BLE001 - MLflow's own path below finds the repository itself
+                repository = None
+        for path, artifact_path in self._artifacts:
+            if repository is not None:
+                repository.log_artifact(path, artifact_path or None)
+            else:
+                client.log_artifact(self.run_id, path, artifact_path or None)
 
     def _spool_final(self, rows, single, tags, status, end_time) -> None:
         spool = self._spool

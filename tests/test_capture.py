@@ -119,6 +119,18 @@ def test_series_lists_arrays_and_history_dicts():
     assert as_series([1]) is None
     assert as_series([True, False]) is None
     assert as_series(np.zeros((2, 2))) is None
+    # Arrays are curves only by name: predictions are data, not a metric history.
+    assert as_series(np.array([0.3, 0.2]), "val_losses") == [0.3, 0.2]
+    assert as_series(np.array([1, 0, 1]), "y_pred") is None
+    assert as_series([1, 0, 1], "y_pred") == [1.0, 0.0, 1.0]  # lists are what a loop appends to
+
+
+def test_predictions_are_not_series_unless_forced():
+    source = "y_pred = model.predict(X)\nval_losses = np.array(curve)\n"
+    after = {"y_pred": np.array([0, 1, 1]), "val_losses": np.array([0.5, 0.4])}
+    assert set(run_capture(source, {}, after).series) == {"val_losses"}
+    forced = run_capture(source, {}, after, rules=CaptureRules(force_metrics={"y_pred"}))
+    assert forced.series["y_pred"] == [0.0, 1.0, 1.0]
 
 
 def run_capture(source: str, before: dict, after: dict, last=None, rules=None, logged=frozenset()):

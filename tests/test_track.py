@@ -406,3 +406,19 @@ def test_autolog_option_logs_into_the_tracked_run(shell, project):
     [run] = runs_of(project)
     assert run.data.params.get("fit_intercept") == "True"  # logged by MLflow's sklearn autologging
     assert run.info.status == "FINISHED"
+
+
+def test_git_dirty_state_and_origin_without_credentials(shell, project):
+    git = ["git", "-C", str(project)]
+    subprocess.run([*git[:1], "init", "-q", "-b", "trial", str(project)], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"], check=True)
+    subprocess.run([*git, "remote", "add", "origin", "https://alice:ghs_secrettoken@git.example.com/team/repo.git"], check=True)
+    (project / "pyproject.toml").write_text("[project]\nname='changed'\n")  # an uncommitted change
+    run_ok(shell, "%%track\nvalue = 3 / 2\n")
+    [run] = runs_of(project)
+    tags = run.data.tags
+    assert tags["jupyter_tracking.git.dirty"] == "true"
+    assert tags["mlflow.source.git.branch"] == "trial"
+    assert "secrettoken" not in tags["mlflow.source.git.repoURL"]
+    assert tags["mlflow.source.git.repoURL"].endswith("git.example.com/team/repo.git")
