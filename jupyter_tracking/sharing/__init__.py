@@ -22,8 +22,9 @@ __all__ = ["SharingError", "SharingState", "SharingUsageError", "current", "ui"]
 
 # A localtunnel server to use instead of the public service when --tunnel-host is not given (a team's own).
 TUNNEL_HOST_ENV = "JUPYTER_TRACKING_TUNNEL_HOST"
-# Colab's kernel proxy forwards the browser's requests with its own host name.
+# Colab's kernel proxy forwards the browser's requests with its own host name, from pages of its own origin.
 COLAB_PROXY_HOSTS = ("*.colab.googleusercontent.com", "*.prod.colab.dev")
+COLAB_PROXY_ORIGINS = ("https://*.colab.googleusercontent.com", "https://*.prod.colab.dev")
 
 
 class SharingError(RuntimeError):
@@ -135,8 +136,11 @@ def _local(location: StoreLocation, port: int | None, height: int, timeouts: dic
         return
     from ..context import frontend
 
-    hosts = COLAB_PROXY_HOSTS if frontend() == "colab" else ()
-    outcome = start_ui_server(location, port=port, allowed_hosts=hosts, frame_options="NONE", **timeouts)
+    colab = frontend() == "colab"
+    outcome = start_ui_server(
+        location, port=port, allowed_hosts=COLAB_PROXY_HOSTS if colab else (), frame_options="NONE",
+        allowed_origins=COLAB_PROXY_ORIGINS if colab else (), **timeouts,
+    )
     if not outcome.ok:
         raise _failure(outcome)
     previous = _state.server
@@ -195,7 +199,8 @@ def _share(
         raise SharingError(outcome.message)
     tunnel = supervisor.tunnel
     served = start_ui_server(
-        location, port=local_port, auth=auth, allowed_hosts=(tunnel.host,), frame_options="DENY", **timeouts
+        location, port=local_port, auth=auth, allowed_hosts=(tunnel.host,), frame_options="DENY",
+        allowed_origins=(tunnel.origin,), **timeouts,
     )
     if not served.ok:
         supervisor.stop()
@@ -247,7 +252,7 @@ def _restarted(share: _Share | None, new: Tunnel, old: Tunnel) -> None:
         server.stop()
         served = start_ui_server(
             location, port=port, auth=share.auth, allowed_hosts=(new.host,), frame_options="DENY",
-            password=share.password,
+            allowed_origins=(new.origin,), password=share.password,
         )
         if not served.ok:
             display.warn(f"the tunnel moved to {new.url} but the UI server could not restart: {served.message}")

@@ -53,6 +53,12 @@ class Tunnel:
         return urlsplit(self.url).netloc
 
     @property
+    def origin(self) -> str:
+        """``https://abc.loca.lt``: the Origin visitors' browsers send, which MLflow must let write."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
     def name(self) -> str:
         """The tunnel's name (sub-domain), asked for again when the client restarts."""
         return urlsplit(self.url).hostname.split(".", 1)[0]

@@ -39,6 +39,7 @@ class ServerConfig:
     allowed_hosts: tuple[str, ...]
     static_prefix: str | None
     frame_options: str
+    allowed_origins: tuple[str, ...] = ()
 
 
 @dataclass(eq=False)
@@ -210,8 +211,9 @@ def server_config(
     allowed_hosts: tuple[str, ...] | list[str] = (),
     static_prefix: str | None = None,
     frame_options: str = "NONE",
+    allowed_origins: tuple[str, ...] | list[str] = (),
 ) -> ServerConfig:
-    """The server settings for ``location``: backend URI, artifact root, login, host check, framing."""
+    """The server settings for ``location``: backend URI, artifact root, login, host and origin checks, framing."""
     artifact_root = location.artifact_root
     if artifact_root is None and location.uri.startswith("sqlite:///"):
         artifact_root = str(Path(location.uri.removeprefix("sqlite:///")).parent / "mlartifacts")
@@ -223,6 +225,7 @@ def server_config(
         allowed_hosts=hosts,
         static_prefix=(static_prefix.rstrip("/") or None) if static_prefix else None,
         frame_options=frame_options.upper(),
+        allowed_origins=tuple(dict.fromkeys(allowed_origins)),
     )
 
 
@@ -234,20 +237,24 @@ def start_ui_server(
     static_prefix: str | None = None,
     *,
     frame_options: str = "NONE",
+    allowed_origins: tuple[str, ...] | list[str] = (),
     password: str | None = None,
     timeout: float = START_TIMEOUT,
 ) -> Outcome:
     """Start an MLflow UI server for ``location`` on 127.0.0.1, or reuse one started with the same settings.
 
     ``auth`` turns on MLflow's basic-auth login (user ``admin``, ``password`` or a generated one);
-    ``allowed_hosts`` are added to the localhost names MLflow's host check accepts; ``frame_options`` is the
-    X-Frame-Options header ("NONE" lets a notebook embed the UI in an iframe). Waits until ``/health`` answers.
+    ``allowed_hosts`` are added to the localhost names MLflow's host check accepts; ``allowed_origins`` to the
+    localhost origins whose pages may write (browsers send Origin on every POST: a UI reached through a tunnel or
+    a proxy needs its public origin here); ``frame_options`` is the X-Frame-Options header ("NONE" lets a
+    notebook embed the UI in an iframe). Waits until ``/health`` answers.
     """
     problem = _check_servable(location, auth)
     if problem is not None:
         return problem
     config = server_config(
-        location, auth=auth, allowed_hosts=allowed_hosts, static_prefix=static_prefix, frame_options=frame_options
+        location, auth=auth, allowed_hosts=allowed_hosts, static_prefix=static_prefix, frame_options=frame_options,
+        allowed_origins=allowed_origins,
     )
     with _lock:
         existing = find_running(config, port)
@@ -313,9 +320,12 @@ def _server_command(
         command += ["--default-artifact-root", config.artifact_root, "--artifacts-destination", config.artifact_root]
     if config.static_prefix:
         command += ["--static-prefix", config.static_prefix]
+    if config.allowed_origins:  # added to MLflow's localhost origins, which stay allowed
+        command += ["--cors-allowed-origins", ",".join(config.allowed_origins)]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING_", "MLFLOW_AUTH_"))}
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     env.pop("MLFLOW_SERVER_ALLOWED_HOSTS", None)
+    env.pop("MLFLOW_SERVER_CORS_ALLOWED_ORIGINS", None)
     if password is not None:
         command += ["--app-name", "basic-auth"]
         ini = state_dir / "basic_auth.ini"

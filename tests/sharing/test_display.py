@@ -55,6 +55,16 @@ def test_colab_shows_the_ui_through_the_kernel_proxy(colab, project, monkeypatch
         status, headers, _ = http_get(server.port, "/", host="8000-m-s-abc.colab.googleusercontent.com")
         assert status == 200 and "x-frame-options" not in headers
         assert http_get(server.port, "/", host="evil.example")[0] == 403
+        # Pages served through the proxy may write (browsers send their Origin on every POST).
+        import http.client
+        import json
+
+        for origin, expected in (("https://8000-m-s-abc.colab.googleusercontent.com", 200), ("https://evil.example", 403)):
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            conn.request("POST", "/ajax-api/2.0/mlflow/experiments/create", body=json.dumps({"name": f"c{expected}"}),
+                         headers={"Origin": origin, "Content-Type": "application/json"})
+            assert conn.getresponse().status == expected, origin
+            conn.close()
 
         # The same server in a terminal: a plain line with the link.
         monkeypatch.delitem(sys.modules, "google.colab")

@@ -6,6 +6,7 @@ import base64
 import contextlib
 import http.client
 import io
+import json
 import os
 import re
 import signal
@@ -99,6 +100,34 @@ def test_the_ui_behind_the_tunnel_requires_the_login(shared, lt_server):
     assert b"<html" in allowed[0][2].lower() and b'"Default"' in allowed[1][2]
     wrong = _through_tunnel(lt_server.port, host, ["/"], auth=("admin", "not-the-password"))
     assert wrong[0][0] == 401
+
+
+def test_the_ui_can_write_through_the_tunnel(shared, lt_server):
+    """Browsers send Origin on every POST: MLflow's cross-origin guard must accept the tunnel's own origin."""
+    state = shared[0]
+    origin = state.public_url.rstrip("/")
+    auth = "Basic " + base64.b64encode(f"{state.server.username}:{state.server.password}".encode()).decode()
+    conn = http.client.HTTPConnection("127.0.0.1", lt_server.port, timeout=30)
+    statuses = []
+    try:
+        for _ in range(2):  # the second request keeps the tunnel's Host header (see lt's --local-host)
+            body = json.dumps({"name": f"made-through-the-tunnel-{len(statuses)}"})
+            conn.request("POST", "/ajax-api/2.0/mlflow/experiments/create", body=body, headers={
+                "Host": state.tunnel.host, "Origin": origin, "Authorization": auth,
+                "Content-Type": "application/json"})
+            response = conn.getresponse()
+            statuses.append((response.status, response.read()))
+    finally:
+        conn.close()
+    assert [status for status, _ in statuses] == [200, 200], statuses
+    # Another site's page, using the visitor's login, is still refused.
+    port = state.server.port
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("POST", "/ajax-api/2.0/mlflow/experiments/create", body=json.dumps({"name": "evil"}), headers={
+        "Host": state.tunnel.host, "Origin": "https://evil.example", "Authorization": auth,
+        "Content-Type": "application/json"})
+    assert conn.getresponse().status == 403
+    conn.close()
 
 
 def test_mlflow_host_check_allows_exactly_the_tunnel_host(shared):
@@ -199,6 +228,7 @@ def test_no_auth_share_on_a_service_that_renames_tunnels(project_dir, monkeypatc
                               timeout=90)
             new_host = state.tunnel.host
             assert state.server.port == old_port  # same local port: lt keeps forwarding to it
+            assert state.server.config.allowed_origins == (state.tunnel.origin,)  # writes follow the new name
             assert wait_until(lambda: http_get(old_port, "/health")[0] == 200, timeout=60)
             assert http_get(old_port, "/", host=new_host)[0] == 200
             assert http_get(old_port, "/", host=old_host)[0] == 403  # the old name is no longer allowed

@@ -65,8 +65,14 @@ def test_a_visitor_opens_the_shared_ui_in_a_browser(tmp_path, monkeypatch, chrom
     from jupyter_tracking import sharing
     from tests.sharing.lt_server import LoopbackTunnelServer
 
+    from jupyter_tracking.store import client_for, experiment_id_for, resolve_store
+
     (tmp_path / "pyproject.toml").write_text("")
     monkeypatch.chdir(tmp_path)
+    location = resolve_store(tmp_path)
+    experiment_id = experiment_id_for(location, "shared-demo")
+    run = client_for(location).create_run(experiment_id, run_name="visible-to-the-team")
+    client_for(location).set_terminated(run.info.run_id)
     with LoopbackTunnelServer(max_conn=10) as service:  # a browser opens ~6 connections per host
         try:
             with contextlib.redirect_stdout(io.StringIO()):
@@ -88,7 +94,10 @@ def test_a_visitor_opens_the_shared_ui_in_a_browser(tmp_path, monkeypatch, chrom
             assert page.goto(url).status == 200
             page.get_by_text("Welcome to MLflow").first.wait_for()
             page.goto(url.rstrip("/") + "/#/experiments")
-            page.get_by_text("Default").first.wait_for()
+            page.get_by_text("shared-demo").first.wait_for()
+            # The runs table is fetched with POST requests: MLflow's origin check must let them through.
+            page.goto(url.rstrip("/") + f"/#/experiments/{experiment_id}/runs")
+            page.get_by_text("visible-to-the-team").first.wait_for()
             save_screenshot(page, "shared-ui-visitor")
             visitor.close()
             assert service.proxied_requests > 5  # the page and its assets all came through the tunnel
