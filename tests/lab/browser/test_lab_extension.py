@@ -17,13 +17,16 @@ pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[3]
 XSS_NAME = '<img src=x onerror="window.__jtXss = 1">'
 
-TRAIN_CELL = """%%track first-try
+EPOCHS = 8
+TRAIN_CELL = f"""%%track first-try
 lr = 0.1
 import time
+import jupyter_tracking as jt
 losses = []
-for epoch in range(6):
-    time.sleep(0.7)
+for epoch in range({EPOCHS}):
+    time.sleep(0.8)
     losses.append(1.0 / (epoch + 1 + lr))
+    jt.log(step=epoch, train_loss=losses[-1])
 val_loss = losses[-1]"""
 
 
@@ -132,8 +135,11 @@ def test_tracked_cell_shows_status_then_card(page, lab):
     status = page.locator(".jp-TrackingStatus")
     status.wait_for(state="visible", timeout=20_000)
     assert status.inner_text().startswith("tracking")
+    # While the cell runs: the run's name, the elapsed time, and the latest train_loss read from the store.
     page.wait_for_function(
-        "() => /tracking first-try · [0-9.]+ s/.test(document.querySelector('.jp-TrackingStatus')?.textContent || '')"
+        "() => /^tracking first-try · [0-9.]+ s · train_loss 0\\.[0-9]+$/"
+        ".test(document.querySelector('.jp-TrackingStatus')?.textContent || '')",
+        timeout=30_000,
     )
     card = cell(page, 1).locator(".jp-TrackingCard")
     card.wait_for(timeout=120_000)
@@ -141,9 +147,10 @@ def test_tracked_cell_shows_status_then_card(page, lab):
     assert card.locator(".jp-TrackingCard-name").inner_text() == "first-try"
     assert card.locator(".jp-TrackingCard-status").inner_text() == "finished"
     assert card.locator('[data-param="lr"] .jp-TrackingCard-value').inner_text() == "0.1"
-    assert card.locator('tr[data-metric="val_loss"] .jp-TrackingCard-value').inner_text() == f"{1 / 6.1:.4f}"
+    assert card.locator('tr[data-metric="val_loss"] .jp-TrackingCard-value').inner_text() == f"{1 / (EPOCHS + 0.1):.4f}"
     steps = card.locator('tr[data-metric="losses"] .jp-TrackingCard-steps').inner_text()
-    assert steps == "6 steps"
+    assert steps == f"{EPOCHS} steps"
+    assert card.locator('tr[data-metric="train_loss"] .jp-TrackingCard-steps').inner_text() == f"{EPOCHS} steps"
     status.wait_for(state="hidden")
     save_screenshot(page, "lab-extension-card")
 
@@ -167,7 +174,7 @@ def test_the_run_appears_in_the_experiments_panel(page):
     assert any(re.match(r"lr\s+0\.1$", p.strip()) for p in params), params
     chart = details.locator('figure.jp-TrackingChart[data-metric="losses"]')
     chart.wait_for()
-    assert chart.locator("path.jp-TrackingChart-line").get_attribute("d").count("L") == 5
+    assert chart.locator("path.jp-TrackingChart-line").get_attribute("d").count("L") == EPOCHS - 1
     save_screenshot(page, "lab-extension-panel")
 
 
