@@ -393,15 +393,19 @@ def format_duration(seconds: float) -> str:
 
 
 def _new_figure():
+    """The panel's one FigureWidget: curves on top (x/y axes), parallel coordinates below (a domain)."""
     import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
 
-    figure = make_subplots(rows=2, cols=1, specs=[[{"type": "xy"}], [{"type": "domain"}]],
-                           row_heights=[0.55, 0.45], vertical_spacing=0.12)
-    widget = go.FigureWidget(figure)
-    widget.update_layout(height=560, margin={"l": 60, "r": 30, "t": 40, "b": 20}, template="plotly_white",
-                         legend={"orientation": "h", "y": 1.08})
-    return widget
+    return go.FigureWidget(layout={
+        "height": 560, "margin": {"l": 60, "r": 30, "t": 40, "b": 20},
+        "paper_bgcolor": "white", "plot_bgcolor": "white",
+        "xaxis": {"domain": [0, 1], "anchor": "y", "gridcolor": "#eee", "zerolinecolor": "#ddd"},
+        "yaxis": {"domain": [0.56, 1], "anchor": "x", "gridcolor": "#eee", "zerolinecolor": "#ddd"},
+        "legend": {"x": 1.01, "y": 1, "xanchor": "left"}, "title": {"x": 0.01, "xanchor": "left"},
+    })
+
+
+PARCOORDS_DOMAIN = {"x": [0.02, 0.92], "y": [0, 0.38]}
 
 
 def _plot_text(value: Any) -> str:
@@ -432,12 +436,11 @@ def draw_figure(figure, panel: RunsPanel) -> None:
     traces = curves + ([parcoords] if parcoords is not None else [])
     figure.data = []
     if traces:
-        figure.add_traces(traces, rows=[1] * len(curves) + ([2] if parcoords is not None else []),
-                          cols=[1] * len(traces))
+        figure.add_traces(traces)
     with figure.batch_update():
         figure.layout.title = {"text": _plot_text(
             f"{key}: curves of the selected runs" if curves else
-            ("select runs to overlay their curves" if metric else "no metrics logged")), "font": {"size": 13}}
+            ("select runs to overlay their curves" if metric else "no metrics logged")), "font": {"size": 13}, "x": 0.01, "xanchor": "left"}
         figure.layout.xaxis.title = "step"
         figure.layout.yaxis.title = _plot_text(key)
         figure.layout.showlegend = bool(curves)
@@ -465,7 +468,8 @@ def parcoords_trace(rows: pd.DataFrame, metric: str, show_all: bool = False):
             dimensions.append({
                 "label": _plot_text(column_label(column)),
                 "values": [codes.get(str(v), -1) if v is not None else -1 for v in series],
-                "tickvals": list(codes.values()), "ticktext": [_plot_text(label) for label in labels],
+                # Tick texts are drawn with textContent by plotly (no markup, no entities): pass them as they are.
+                "tickvals": list(codes.values()), "ticktext": labels,
             })
     line = {}
     if metric and metric in rows.columns:
@@ -476,7 +480,7 @@ def parcoords_trace(rows: pd.DataFrame, metric: str, show_all: bool = False):
                     "colorbar": {"len": 0.4, "y": 0.2}}
     if not dimensions:
         return None
-    return go.Parcoords(dimensions=dimensions, line=line, name="params")
+    return go.Parcoords(dimensions=dimensions, line=line, name="params", domain=PARCOORDS_DOMAIN)
 
 
 def runs(

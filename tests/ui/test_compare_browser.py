@@ -150,7 +150,13 @@ def test_panel_filter_sort_select_diff_and_nothing_injected(tmp_path, jupyter_ap
         timeout=60_000)
     assert page.locator(".js-plotly-plot .scatterlayer .trace").count() == 2
     assert page.locator(".js-plotly-plot .parcoords").count() >= 1
+    # The injected param shows as text in the legend and on the parallel-coordinates axis.
+    plot_texts = page.locator(".js-plotly-plot text").all_text_contents()
+    assert EVIL in plot_texts and sum(EVIL in t for t in plot_texts) >= 2, plot_texts
+    assert page.evaluate("() => document.querySelectorAll('img[src=\"x\"]').length") == 0
     save_screenshot(page, "compare-panel-two-selected")
+    page.locator(".js-plotly-plot").scroll_into_view_if_needed()
+    save_screenshot(page, "compare-panel-figure")
 
     # Back to all runs, the injected run's parallel-coordinate label is text as well.
     box.fill("")
