@@ -178,7 +178,7 @@ def main() -> None:
         ("most front-end messages in one second", "max_per_second", "{:,}"),
         ("messages per second (average)", None, None),
         ("widget bundle, once per panel (bytes)", "open_bytes", "{:,}"),
-        ("updates after opening (bytes)", "update_bytes", "{:,}"),
+        ("initial state + updates (bytes)", "update_bytes", "{:,}"),
         ("largest single update (bytes)", "largest_update", "{:,}"),
         ("display + static picture (bytes)", "display_bytes", "{:,}"),
         ("points per drawn trace, at most", "points_per_trace", "{:,}"),
