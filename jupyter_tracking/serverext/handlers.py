@@ -192,7 +192,7 @@ class MLflowProxyHandler(JupyterHandler):
 
         upstream = mlflow_ui.upstream_for(key)
         if upstream is None:
-            raise web.HTTPError(404, "No MLflow UI is running for this store: open it again from JupyterLab.")
+            return self._plain(404, "No MLflow UI is running for this store: open it again from JupyterLab.")
         url = upstream + self.request.uri  # path and query, unchanged
         headers = {k: v for k, v in self.request.headers.get_all() if k.lower() not in HOP_BY_HOP}
         body = self.request.body if self.request.method in ("POST", "PUT", "PATCH", "DELETE") else None
@@ -211,9 +211,9 @@ class MLflowProxyHandler(JupyterHandler):
         try:
             response = await AsyncHTTPClient().fetch(request, raise_error=False)
         except (OSError, HTTPClientError) as exc:
-            raise web.HTTPError(502, f"The MLflow UI server did not answer: {exc}") from exc
+            return self._plain(502, f"The MLflow UI server did not answer ({exc}): open it again from JupyterLab.")
         if response.code == 599:
-            raise web.HTTPError(502, f"The MLflow UI server did not answer: {response.error}")
+            return self._plain(502, f"The MLflow UI server did not answer ({response.error}): open it again.")
         self.set_status(response.code, response.reason)
         self._headers.clear()
         for name, value in response.headers.get_all():
@@ -222,6 +222,12 @@ class MLflowProxyHandler(JupyterHandler):
         if response.body and self.request.method != "HEAD":
             self.write(response.body)
         await self.finish()
+
+    def _plain(self, status: int, message: str) -> None:
+        """A short text answer, readable inside the MLflow tab's frame."""
+        self.set_status(status)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(message)
 
     @web.authenticated
     async def get(self, key: str, rest: str) -> None:

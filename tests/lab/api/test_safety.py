@@ -123,3 +123,30 @@ async def test_the_proxy_needs_authentication(jp_fetch):
     assert code in (302, 403)
     # authenticated, but no UI was started for this key: nothing to reach
     assert await fetch_code(jp_fetch, "jupyter-tracking/mlflow/0123456789abcdef/") == 404
+
+
+async def test_the_proxy_takes_unsafe_methods_only_from_this_origin(
+    jp_serverapp, http_server_client, jp_base_url, jp_http_port
+):
+    """The MLflow UI's scripts send no Jupyter XSRF token: a cookie-authenticated POST through the proxy must
+    then carry this server's own Origin; a cross-site POST riding on the login cookie is refused."""
+    token = jp_serverapp.identity_provider.token
+    login = await http_server_client.fetch(f"{jp_base_url}api/status?token={token}")
+    cookie = "; ".join(c.split(";", 1)[0] for c in login.headers.get_list("Set-Cookie"))
+    assert cookie
+    url = f"{jp_base_url}jupyter-tracking/mlflow/0123456789abcdef/ajax-api/2.0/mlflow/runs/delete"
+
+    async def post(headers):
+        response = await http_server_client.fetch(
+            url, method="POST", body=b"{}", headers={"Cookie": cookie, **headers}, raise_error=False,
+            follow_redirects=False,
+        )  # fmt: skip
+        return response.code, response.body or b""
+
+    reached = b"No MLflow UI is running"  # the proxy's own answer: the request got through to forwarding
+    code, body = await post({"Origin": "http://evil.example"})
+    assert code in (403, 404) and reached not in body
+    code, body = await post({})
+    assert code == 403 and reached not in body
+    code, body = await post({"Origin": f"http://127.0.0.1:{jp_http_port}"})
+    assert code == 404 and reached in body
