@@ -70,7 +70,15 @@ def lab(tmp_path_factory):
     run = client.create_run(experiment_id_for(location, "train"), run_name=XSS_NAME)
     client.set_terminated(run.info.run_id, "FINISHED")
     server = start_jupyter(
-        root, "lab", extra_env={"JUPYTER_PATH": str(base / "data"), "JUPYTER_CONFIG_PATH": str(base / "config")}
+        root,
+        "lab",
+        extra_env={
+            "JUPYTER_PATH": str(base / "data"),
+            "JUPYTER_CONFIG_PATH": str(base / "config"),
+            # A fresh workspace and default settings: nothing restored from other sessions on this machine.
+            "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"),
+            "JUPYTERLAB_SETTINGS_DIR": str(base / "settings"),
+        },
     )
     yield server
     from jupyter_tracking.store import _clients
@@ -235,6 +243,26 @@ def test_filter_and_sort_runs(page):
         "() => document.querySelector('#jupyter-tracking-experiments tr.jp-TrackingPanel-run td:nth-child(2)')"
         "?.textContent === 'first-try'"
     )
+
+
+def test_the_cards_open_run_link_shows_that_run_in_the_panel(page):
+    first_card = cell(page, 1).locator(".jp-TrackingCard")
+    run_id = first_card.get_attribute("data-run-id")
+    assert re.fullmatch(r"[0-9a-f]{32}", run_id)
+    panel = open_experiments(page)
+    # Show another run first, so the link has to change what the panel shows.
+    panel.locator("tr.jp-TrackingPanel-run").last.click()
+    page.wait_for_function(
+        "id => { const d = document.querySelector('#jupyter-tracking-experiments .jp-TrackingPanel-details');"
+        " return d && d.dataset.runId && d.dataset.runId !== id; }",
+        arg=run_id,
+    )
+    first_card.locator("button.jp-TrackingCard-link", has_text="Open run").click()
+    page.wait_for_function(
+        "id => document.querySelector('#jupyter-tracking-experiments .jp-TrackingPanel-details')?.dataset.runId === id",
+        arg=run_id,
+    )
+    assert panel.locator(f'tr.jp-TrackingPanel-run.jp-mod-active[data-run-id="{run_id}"]').count() == 1
 
 
 def test_toggle_track_with_shortcut_command_and_toolbar(page):
