@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -51,6 +52,7 @@ class GuardedProcess:
     stdout_path: Path
     stderr_path: Path
     started_at: float = field(default_factory=time.monotonic)
+    owned_dir: Path | None = None  # a private state folder removed with the process
 
     @property
     def pid(self) -> int:
@@ -94,6 +96,8 @@ class GuardedProcess:
             self.popen.wait(2)
         except subprocess.TimeoutExpired:  # pragma: no cover - a process that ignores SIGKILL
             pass
+        if self.owned_dir is not None:
+            shutil.rmtree(self.owned_dir, ignore_errors=True)
 
 
 def _tail(path: Path, lines: int) -> str:
@@ -115,7 +119,8 @@ def start_guarded(
 ) -> GuardedProcess:
     """Start ``command`` under a guard in a new process group; stdout/stderr go to ``log_dir/NAME.*.log``.
 
-    ``remove_on_orphan``: ``log_dir`` is a private state folder the guard deletes if this process dies first.
+    ``remove_on_orphan``: ``log_dir`` is a private state folder, deleted by ``stop()`` (at exit too) or by the
+    guard if this process dies first.
 
     Raises ``FileNotFoundError`` when the command's executable does not exist.
     """
@@ -136,7 +141,9 @@ def start_guarded(
             cwd=str(cwd) if cwd else None,
             start_new_session=True,
         )
-    process = GuardedProcess(name, command, popen, stdout_path, stderr_path)
+    process = GuardedProcess(
+        name, command, popen, stdout_path, stderr_path, owned_dir=log_dir if remove_on_orphan else None
+    )
     _registry.add(process)
     return process
 

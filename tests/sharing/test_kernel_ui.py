@@ -105,6 +105,8 @@ def test_kernel_shutdown_ends_the_share_and_the_server(tmp_path, lt_server):
         kernel_pid = k.pid
         helpers = [p.pid for p in psutil.Process(kernel_pid).children(recursive=True)]
         assert len(helpers) >= 5
+        state_dirs = {Path(p.cwd()) for p in processes_with("_guard.py", str(kernel_pid))}
+        assert len(state_dirs) == 2 and all(d.name.startswith(("jt-ui-", "jt-lt-")) for d in state_dirs)
     finally:
         k.shutdown()
     assert wait_until(lambda: not psutil.pid_exists(kernel_pid) or
@@ -113,6 +115,7 @@ def test_kernel_shutdown_ends_the_share_and_the_server(tmp_path, lt_server):
     assert wait_until(lambda: not [p for p in helpers if psutil.pid_exists(p)
                                    and psutil.Process(p).status() != psutil.STATUS_ZOMBIE], timeout=15)
     assert wait_until(lambda: lt_server.connected(url.split("//")[1].split(".")[0]) == 0, timeout=10)
+    assert not [d for d in state_dirs if d.exists()]  # their private folders (logs, login database) too
 
 
 def test_a_killed_kernel_leaves_no_orphans(tmp_path):
