@@ -48,7 +48,7 @@ class TrackingHandler(APIHandler):
         return resolve_store(folder)
 
     async def call(self, func, *args: Any, **kwargs: Any) -> Any:
-        from .queries import BadQuery, NotFound
+        from .queries import BadQuery, NotFound, Unreachable
 
         try:
             return await IOLoop.current().run_in_executor(None, lambda: func(*args, **kwargs))
@@ -56,6 +56,8 @@ class TrackingHandler(APIHandler):
             raise web.HTTPError(404, str(exc)) from exc
         except BadQuery as exc:
             raise web.HTTPError(400, str(exc)) from exc
+        except Unreachable as exc:
+            raise web.HTTPError(503, str(exc)) from exc
 
     def send(self, payload: Any) -> None:
         self.set_header("Content-Type", "application/json")

@@ -65,9 +65,20 @@ def store_state(location: StoreLocation) -> str:
     return "ready" if row and row[0] == _mlflow_schema_head() else "initializing"
 
 
+class Unreachable(Exception):
+    """The store is a tracking server that does not answer (MLflow's client would retry for minutes)."""
+
+
 def store_exists(location: StoreLocation) -> bool:
-    """True when the store can be queried (see ``store_state``)."""
-    return store_state(location) == "ready"
+    """True when the store can be queried (see ``store_state``); raises ``Unreachable`` for a dead server."""
+    if store_state(location) != "ready":
+        return False
+    if location.is_remote and location.uri.startswith(("http://", "https://")):
+        from ..store import is_reachable
+
+        if not is_reachable(location):
+            raise Unreachable(f"The tracking server {redact_uri(location.uri)} does not answer.")
+    return True
 
 
 def describe_store(location: StoreLocation) -> dict[str, Any]:

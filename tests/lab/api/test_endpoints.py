@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,33 @@ async def test_a_store_a_kernel_is_still_creating_is_left_alone(jp_fetch, lab_pr
     code, body = await status_of(jp_fetch, "mlflow-ui", method="POST", path=NB)
     assert code == 503 and b"try again" in body
     assert db.read_bytes() == before
+
+
+async def test_the_store_follows_mlflow_tracking_uri_like_the_kernel(jp_fetch, lab_project, tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'team.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    store = await get_json(jp_fetch, "store", path=NB)
+    assert (store["source"], store["uri"], store["exists"]) == ("env", uri, False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://alice:s3cret@127.0.0.1:9/")
+    store = await get_json(jp_fetch, "store", path=NB)
+    assert store["source"] == "env" and "s3cret" not in json.dumps(store)
+    # Nothing listens on port 9: an answer at once, not MLflow's minutes of retries.
+    started = time.monotonic()
+    code, body = await status_of(jp_fetch, "experiments", path=NB)
+    assert code == 503 and b"does not answer" in body and b"s3cret" not in body
+    assert time.monotonic() - started < 10
+
+
+def test_loading_the_server_extension_does_not_import_mlflow():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from jupyter_tracking.serverext import _load_jupyter_server_extension\n"
+        "from jupyter_tracking.serverext.handlers import routes\n"
+        "assert len(routes('/base/')) == 7\n"
+        "print('mlflow' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert result.stdout.strip() == "False"
