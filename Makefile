@@ -36,7 +36,7 @@ $(LABEXT_DEPS): labextension/package.json labextension/yarn.lock .yarnrc.yml $(S
 	cd labextension && $(JLPM) install --immutable
 	touch $@
 
-$(LABEXT_BUILD): $(LABEXT_DEPS) $(LABEXT_SOURCES)
+$(LABEXT_BUILD): $(LABEXT_SOURCES) labextension/yarn.lock | $(LABEXT_DEPS)
 	cd labextension && $(JLPM) build:prod
 
 labextension: $(LABEXT_BUILD)
