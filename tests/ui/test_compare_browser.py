@@ -108,6 +108,15 @@ def test_panel_filter_sort_select_diff_and_nothing_injected(tmp_path, jupyter_ap
     headers = page.locator(".jt-runs table.jt-table thead th").all_inner_texts()
     assert "criterion" not in headers and "max_depth" in headers  # constant columns hidden
     save_screenshot(page, "compare-panel-first-page")
+    # Paging: the next page replaces the rows (the browser never holds more than one page).
+    first_names = first_column(page, "run_name")
+    page.locator(".jt-runs .jt-next").click()
+    page.wait_for_function("() => document.querySelector('.jt-runs .jt-page-info').textContent.includes('page 2 / 3')",
+                           timeout=30_000)
+    assert page.locator(PAGE_ROWS).count() == 20 and not set(first_column(page, "run_name")) & set(first_names)
+    page.locator(".jt-runs .jt-prev").click()
+    page.wait_for_function("() => document.querySelector('.jt-runs .jt-page-info').textContent.includes('page 1 / 3')",
+                           timeout=30_000)
 
     # A bad filter: one line under the box, the last good table stays.
     box = page.locator(".jt-runs .jt-filter")
