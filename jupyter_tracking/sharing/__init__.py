@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ..store import StoreLocation, redact_uri, resolve_store
 from . import display, processes
 from .tunnel import SupervisedTunnel, Tunnel, find_client
-from .ui_server import StartFailed, StartTimedOut, UIServer, start_ui_server
+from .ui_server import PortInUse, StartFailed, StartTimedOut, UIServer, start_ui_server
 
 __all__ = ["SharingError", "SharingState", "SharingUsageError", "current", "ui"]
 
@@ -137,13 +137,18 @@ def _local(location: StoreLocation, port: int | None, height: int, timeouts: dic
     from ..context import frontend
 
     colab = frontend() == "colab"
-    outcome = start_ui_server(
-        location, port=port, allowed_hosts=COLAB_PROXY_HOSTS if colab else (), frame_options="NONE",
+    settings = dict(
+        port=port, allowed_hosts=COLAB_PROXY_HOSTS if colab else (), frame_options="NONE",
         allowed_origins=COLAB_PROXY_ORIGINS if colab else (), **timeouts,
     )
+    outcome = start_ui_server(location, **settings)
+    previous = _state.server
+    if isinstance(outcome, PortInUse) and previous is not None and previous.port == port:
+        previous.stop()  # our own server holds the port, for another store: it makes way
+        _state.server = previous = None
+        outcome = start_ui_server(location, **settings)
     if not outcome.ok:
         raise _failure(outcome)
-    previous = _state.server
     _state.server, _state.location = outcome.server, location
     if previous is not None and previous is not outcome.server:
         previous.stop()  # one UI per kernel: the store or the port changed
@@ -177,15 +182,15 @@ def _share(
             return
     from .processes import free_port, port_in_use
 
-    if port is not None and port_in_use(port):
-        raise SharingError(
-            f"Port {port} on 127.0.0.1 is already in use; pick another with --port, or leave --port out."
-        )
     client = find_client()
     if not isinstance(client, list):
         raise SharingError(client.message)
     if _state.share is not None or (port is not None and _state.server is not None and _state.server.port == port):
-        _stop(quiet=True)  # an old share, or a plain server on the port asked for, goes first
+        _stop(quiet=True)  # an old share, or our plain server on the port asked for, goes first
+    if port is not None and port_in_use(port):
+        raise SharingError(
+            f"Port {port} on 127.0.0.1 is already in use; pick another with --port, or leave --port out."
+        )
     local_port = port if port is not None else free_port()
     supervisor = SupervisedTunnel(
         local_port,

@@ -350,3 +350,30 @@ def test_a_failed_share_keeps_the_plain_ui_and_a_good_one_replaces_it(project_di
         assert "Shared MLflow UI" in capsys.readouterr().out
     finally:
         sharing.ui(stop=True)
+
+
+def test_a_chosen_port_stays_with_the_notebook(tmp_path, monkeypatch, lt_server, capsys):
+    """--port P keeps working when the store changes or the UI gets shared: our old server makes way."""
+    from jupyter_tracking.sharing.processes import free_port
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    for root in (first, second):
+        root.mkdir()
+        (root / "pyproject.toml").write_text("")
+    port = free_port()
+    try:
+        monkeypatch.chdir(first)
+        sharing.ui(port=port)
+        assert sharing.current().server.location == resolve_store(first)
+        monkeypatch.chdir(second)
+        sharing.ui(port=port)
+        server = sharing.current().server
+        assert (server.port, server.location) == (port, resolve_store(second))
+        assert len(processes_with("mlflow", "--port", str(port))) == 3  # one server, not two
+        sharing.ui(share=True, port=port, tunnel_host=lt_server.url)
+        shared = sharing.current().server
+        assert shared.port == port and shared.config.auth
+        assert len(processes_with("mlflow", "--port", str(port))) == 3
+        assert f"local: http://127.0.0.1:{port}/" in capsys.readouterr().out
+    finally:
+        sharing.ui(stop=True)
