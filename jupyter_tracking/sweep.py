@@ -163,12 +163,14 @@ class SweepState:
         keys = list(self.grid)
         metrics = self.metric_keys()
         lines = [f"grid sweep: {self.progress_line()}"]
-        header = ["#", *keys, "status", "time", *metrics]
+        errors = any(row.error for row in self.rows)
+        header = ["#", *keys, "status", "time", *metrics, *(["error"] if errors else [])]
         table = [header]
         for row in self.rows:
             table.append([str(row.index + 1), *(_short(row.bindings[k]) for k in keys), row.status,
                           _duration(row.seconds) if row.seconds is not None else "",
-                          *(f"{row.metrics[m]:.5g}" if m in row.metrics else "" for m in metrics)])
+                          *(f"{row.metrics[m]:.5g}" if m in row.metrics else "" for m in metrics),
+                          *([row.error] if errors else [])])
         widths = [max(len(r[i]) for r in table) for i in range(len(header))]
         lines.extend("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in table)
         return "\n".join(lines)
@@ -222,28 +224,42 @@ def _duration(seconds: float | None) -> str:
 
 
 class _LiveTable:
-    """The table under the cell: one display, updated in place (at most ~5 times a second while running)."""
+    """The table under the cell. Where a notebook front end shows it, one display updated in place; in a
+    terminal (or with no front end), one progress line per finished combination and the table at the end.
+    """
 
     def __init__(self, state: SweepState, enabled: bool) -> None:
+        from .context import frontend
+
         self.state = state
         self.handle = None
-        self._last = 0.0
-        if enabled:
+        self.enabled = enabled
+        self.in_place = frontend() in ("jupyter", "vscode", "colab")
+        self._reported: set[int] = set()
+        if enabled and self.in_place:
             from IPython.display import display
 
             self.handle = display(state.bundle(), raw=True, display_id=True)
 
     def update(self, force: bool = False) -> None:
-        if self.handle is None:
+        if not self.enabled:
             return
-        now = time.monotonic()
-        if not force and now - self._last < 0.2:
+        if self.handle is not None:
+            try:
+                self.handle.update(self.state.bundle(), raw=True)
+            except Exception:  # noqa: BLE001 - the table is a view; the sweep goes on
+                pass
             return
-        self._last = now
-        try:
-            self.handle.update(self.state.bundle(), raw=True)
-        except Exception:  # noqa: BLE001 - the table is a view; the sweep goes on
-            pass
+        for row in self.state.done:
+            if row.index not in self._reported:
+                self._reported.add(row.index)
+                values = ", ".join(f"{k}={_short(v, 20)}" for k, v in row.bindings.items())
+                print(f"[{len(self._reported)}/{len(self.state.rows)}] {values}: {row.status}", file=sys.stderr)
+
+    def close(self) -> None:
+        """Final state: the in-place display is already up to date; elsewhere print the whole table once."""
+        if self.enabled and self.handle is None:
+            print(self.state.to_text())
 
 
 # ---------------------------------------------------------------------------------------------- the sweep
@@ -376,6 +392,7 @@ def run_grid(
         parent.finish(state.status)
         state.finished_at = time.monotonic()
         table.update(force=True)
+        table.close()
     if interrupted is not None:
         raise interrupted
     if stop_error is not None:

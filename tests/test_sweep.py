@@ -80,7 +80,12 @@ def test_grid_sweep_children_parent_best_and_a_failing_combination(shell, projec
     shell.user_ns["grid"] = {"max_depth": [1, 2, 4], "min_leaf": [1, 3]}
     result = shell.run_cell(GRID_CELL)
     assert result.error_in_exec is None and result.error_before_exec is None
-    assert "combination 4 (max_depth=2, min_leaf=3) failed: ValueError: no good combination" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "combination 4 (max_depth=2, min_leaf=3) failed: ValueError: no good combination" in captured.err
+    # A terminal IPython gets one line per combination and the table once at the end.
+    assert "[1/6] max_depth=1, min_leaf=1: FINISHED" in captured.err and "[4/6] max_depth=2, min_leaf=3: FAILED" in captured.err
+    assert captured.out.count("grid sweep: 6/6 done") == 1 and "1 failed" in captured.out
+    assert "ValueError: no good combination" in captured.out  # the error column
     runs = all_runs(project)
     parents = [r for r in runs if queries.GRID_TAG in r.data.tags]
     assert len(parents) == 1
