@@ -4,7 +4,7 @@ Run as ``python _guard.py PARENT_PID [--remove DIR] -- COMMAND...``. It starts C
 process group (the guard is the group leader), then waits. When it is asked to stop (SIGTERM/SIGINT/SIGHUP) or
 when PARENT_PID goes away (a kernel killed with SIGKILL runs no atexit handler), it ends the whole group:
 SIGTERM, a grace period, then SIGKILL. So ``mlflow server`` and its uvicorn worker, or ``lt`` under node, never
-outlive the notebook; DIR (the helper's private state folder) is removed when the parent is gone. It exits with
+outlive the notebook; DIR (the helper's private state folder) is removed when it stops the group. It exits with
 COMMAND's exit code.
 
 Imports only the standard library: it starts in a few tens of milliseconds.
@@ -94,9 +94,8 @@ def main(argv: list[str]) -> int:
                 _end_group(child)
             return code
         if stop_requested or os.getppid() != parent_pid:
-            orphaned = os.getppid() != parent_pid
             _end_group(child)
-            if orphaned and remove:  # nobody is left to read the logs or clean up the state folder
+            if remove:  # stopped or orphaned: nobody reads the logs now (the kernel may be exiting itself)
                 shutil.rmtree(remove, ignore_errors=True)
             return child.poll() if child.poll() is not None else -signal.SIGTERM
         time.sleep(POLL_SECONDS)

@@ -75,14 +75,19 @@ class GuardedProcess:
         except OSError:
             return ""
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """End the process group: ask the guard (it stops its group), then SIGKILL the group if needed."""
-        _registry.discard(self)
+    def request_stop(self) -> None:
+        """Ask the guard to end its group (returns at once; ``stop()`` waits)."""
         if self.popen.poll() is None:
             try:
                 os.kill(self.popen.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """End the process group: ask the guard (it stops its group), then SIGKILL the group if needed."""
+        _registry.discard(self)
+        if self.popen.poll() is None:
+            self.request_stop()
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -178,11 +183,12 @@ class _Registry:
                 hook()
             except Exception:  # noqa: BLE001 - exit path: never raise
                 pass
-        while True:
-            with self._lock:
-                if not self._processes:
-                    return
-                process = self._processes[-1]
+        # All at once: Jupyter gives a kernel a few seconds to exit before it kills it.
+        with self._lock:
+            processes = list(reversed(self._processes))
+        for process in processes:
+            process.request_stop()
+        for process in processes:
             process.stop(timeout=5.0)
 
 

@@ -115,7 +115,7 @@ def test_kernel_shutdown_ends_the_share_and_the_server(tmp_path, lt_server):
     assert wait_until(lambda: not [p for p in helpers if psutil.pid_exists(p)
                                    and psutil.Process(p).status() != psutil.STATUS_ZOMBIE], timeout=15)
     assert wait_until(lambda: lt_server.connected(url.split("//")[1].split(".")[0]) == 0, timeout=10)
-    assert not [d for d in state_dirs if d.exists()]  # their private folders (logs, login database) too
+    assert wait_until(lambda: not [d for d in state_dirs if d.exists()], timeout=10)  # their folders too
 
 
 def test_a_killed_kernel_leaves_no_orphans(tmp_path):
