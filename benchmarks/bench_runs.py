@@ -147,6 +147,9 @@ def main() -> None:
     print()
     print(f"page size {compare.PAGE_SIZE}: the browser receives only the visible page's rows; medians of "
           f"{args.repeat}, same process, same store.")
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
