@@ -723,3 +723,34 @@ def load_values(run_id: str, *names: str, location: StoreLocation | None = None)
     """
     values = load(run_id, *names, location=location)
     return values[names[0]] if len(names) == 1 else values
+
+
+_FILTER_WORDS = {"and", "or", "not", "like", "ilike", "in", "is", "null", "attributes", "params", "metrics",
+                 "tags", "datasets", "run", "true", "false"}
+
+
+def suggest_filter(text: str, params: Iterable[str], metrics: Iterable[str]) -> str | None:
+    """For a filter written with bare names (``min_leaf = 3 and test_acc > 0.44``), the MLflow spelling
+    (``params.min_leaf = '3' and metrics.test_acc > 0.44``), or None when there is nothing to suggest.
+    """
+    import re
+
+    params, metrics = set(params), set(metrics)
+    token = re.compile(r"""('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|`[^`]*`)|(?<![\w.`])([A-Za-z_][\w.]*)(\s*(?:!=|>=|<=|=|<|>)\s*)(-?[\d.]+(?:e-?\d+)?)?""")
+    changed = False
+
+    def replace(match: re.Match) -> str:
+        nonlocal changed
+        quoted, name, operator, number = match.groups()
+        if quoted is not None or name.lower() in _FILTER_WORDS or name.split(".")[0] in _FILTER_WORDS:
+            return match.group(0)
+        if name in metrics:
+            changed = True
+            return f"metrics.{name}{operator}{number or ''}"
+        if name in params:
+            changed = True
+            return f"params.{name}{operator}" + (f"'{number}'" if number is not None else "")
+        return match.group(0)
+
+    suggestion = token.sub(replace, text)
+    return suggestion if changed else None

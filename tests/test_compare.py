@@ -135,6 +135,16 @@ def test_bundle_has_widget_html_and_text(panel_store):
     assert "sweep: 45 runs" in bundle["text/plain"] and "run-44" in bundle["text/plain"]
 
 
+def test_bare_names_in_a_filter_get_the_mlflow_spelling_suggested(panel_store):
+    panel = compare.runs("sweep", location=panel_store[0])
+    assert not panel.set_filter("min_leaf = 3 and test_acc > 0.44")
+    assert panel.table.filter_error.endswith("Did you mean: params.min_leaf = '3' and metrics.test_acc > 0.44")
+    assert "\n" not in panel.table.filter_error and len(panel.df) == 45
+    with pytest.raises(queries.QueryError, match="Did you mean: metrics.val_loss < 0.1"):
+        compare.runs("sweep", filter="val_loss < 0.1", location=panel_store[0])
+    assert queries.suggest_filter("params.a = '1' and x > 2", ["a"], ["b"]) is None
+
+
 def test_unknown_experiment_and_bad_initial_filter(panel_store):
     with pytest.raises(queries.QueryError, match="sweep"):
         compare.runs("missing", location=panel_store[0])

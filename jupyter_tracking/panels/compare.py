@@ -92,7 +92,12 @@ class RunsPanel:
         self._syncing = False
         self._varying = None
         self._rows_key = object()
-        self._frame = self._query(self.filter)
+        try:
+            self._frame = self._query(self.filter)
+        except queries.QueryError as exc:
+            sample = queries.runs_to_frame(queries.search(max_results=200, location=self.location,
+                                                          experiment_ids_=self._experiment_ids))
+            raise queries.QueryError(_with_suggestion(f"Filter not applied: {exc}", self.filter, sample)) from None
         if sort:
             self.sort_key = queries.SortKey(queries.resolve_column(self._frame, self.sort_key.name),
                                             self.sort_key.descending) if len(self._frame) else self.sort_key
@@ -172,7 +177,7 @@ class RunsPanel:
         try:
             frame = self._query(text)
         except queries.QueryError as exc:
-            self.filter_error = f"Filter not applied: {exc}"
+            self.filter_error = _with_suggestion(f"Filter not applied: {exc}", text, self._frame)
             self._sync()
             return False
         self.filter, self.filter_error, self._frame, self.page = text, "", frame, 0
@@ -346,6 +351,14 @@ class RunsPanel:
         if view is not None:
             bundle["application/vnd.jupyter.widget-view+json"] = view
         return bundle
+
+
+def _with_suggestion(message: str, text: str, frame: pd.DataFrame) -> str:
+    """The one-line error, plus the MLflow spelling of a filter written with bare names, when there is one."""
+    names = [c.split(".", 1)[1] for c in queries.param_columns(frame)]
+    metrics = [c.split(".", 1)[1] for c in queries.metric_columns(frame)]
+    suggestion = queries.suggest_filter(text or "", names, metrics)
+    return f"{message.rstrip('.')}. Did you mean: {suggestion}" if suggestion else message
 
 
 def column_label(column: str) -> str:
