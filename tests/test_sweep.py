@@ -237,26 +237,35 @@ def test_real_kernel_interrupt_during_a_sweep(project):
     """A real kernel, interrupted with SIGINT while the third combination sleeps."""
     from jupyter_client.manager import start_new_kernel
 
+    import os
+
     notebooks = project / "notebooks"
-    km, kc = start_new_kernel(kernel_name="python3", cwd=str(notebooks))
+    # mlflow.set_tracking_uri() (called by in-process tests) exports MLFLOW_TRACKING_URI: keep the kernel out of it.
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(notebooks), env=env)
     try:
         def execute(code: str, timeout: float = 120) -> dict:
             msg_id = kc.execute(code)
             return _wait_reply(kc, msg_id, timeout)
 
-        reply = execute("%load_ext jupyter_tracking\n%track config --experiment sweeps")
-        assert reply["content"]["status"] == "ok"
+        # The kernel creates the store first: polling it while MLflow migrates a new database would race.
+        reply = execute("%load_ext jupyter_tracking\n%track config --experiment sweeps\n"
+                        "from jupyter_tracking import store\n"
+                        "store.experiment_id_for(store.resolve_store(), 'sweeps')")
+        assert reply["content"]["status"] == "ok", reply["content"]
         msg_id = kc.execute("%%track --grid dict(n=[1, 2, 3, 4])\nimport time\nif n == 3:\n    time.sleep(60)\nloss = n\n")
         db = project / "mlflow.db"
         deadline = time.monotonic() + 150
-        runs = []
+        runs, problem = [], None
         while time.monotonic() < deadline:
-            assert not kc.shell_channel.msg_ready(), f"the cell ended before the interrupt: {kc.get_shell_msg()}"
+            assert not kc.shell_channel.msg_ready(), (
+                f"the cell ended before the interrupt: {kc.get_shell_msg()['content']}; runs seen: "
+                f"{[(r.info.status, r.data.tags.get(sweep.COMBINATION_TAG)) for r in runs]}; last problem: {problem!r}")
             if db.exists():
                 try:
                     runs = all_runs(project)
-                except Exception:  # noqa: BLE001 - experiment not created yet
-                    runs = []
+                except Exception as error:  # noqa: BLE001 - experiment not created yet
+                    problem, runs = error, []
                 if sum(1 for r in runs if r.info.status == "FINISHED") >= 2 and \
                         any(r.info.status == "RUNNING" and r.data.tags.get(sweep.COMBINATION_TAG) == "2" for r in runs):
                     break
