@@ -110,13 +110,15 @@ def test_panel_filter_sort_select_diff_and_nothing_injected(tmp_path, jupyter_ap
     save_screenshot(page, "compare-panel-first-page")
     # Paging: the next page replaces the rows (the browser never holds more than one page).
     first_names = first_column(page, "run_name")
+    first_row = "() => { const td = document.querySelector('.jt-runs table.jt-table tbody tr.jt-row td:nth-child(2)');" \
+                " return td ? td.textContent : null; }"
     page.locator(".jt-runs .jt-next").click()
-    page.wait_for_function("() => document.querySelector('.jt-runs .jt-page-info').textContent.includes('page 2 / 3')",
-                           timeout=30_000)
+    page.wait_for_function(f"(name) => ({first_row})() === name", arg="run-24", timeout=30_000)
+    assert "page 2 / 3" in page.locator(".jt-runs .jt-page-info").text_content()
     assert page.locator(PAGE_ROWS).count() == 20 and not set(first_column(page, "run_name")) & set(first_names)
     page.locator(".jt-runs .jt-prev").click()
-    page.wait_for_function("() => document.querySelector('.jt-runs .jt-page-info').textContent.includes('page 1 / 3')",
-                           timeout=30_000)
+    page.wait_for_function(f"(name) => ({first_row})() === name", arg=first_names[0], timeout=30_000)
+    assert "page 1 / 3" in page.locator(".jt-runs .jt-page-info").text_content()
 
     # A bad filter: one line under the box, the last good table stays.
     box = page.locator(".jt-runs .jt-filter")
