@@ -240,7 +240,7 @@ def test_real_kernel_interrupt_during_a_sweep(project):
     import os
 
     notebooks = project / "notebooks"
-    # mlflow.set_tracking_uri() (called by in-process tests) exports MLFLOW_TRACKING_URI: keep the kernel out of it.
+    # The kernel uses the project's embedded store, whatever this test process's environment holds.
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     km, kc = start_new_kernel(kernel_name="python3", cwd=str(notebooks), env=env)
     try:
