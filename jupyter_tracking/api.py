@@ -211,3 +211,4 @@ def sync() -> list[str]:
 from .panels.compare import runs  # noqa: E402
 from .queries import best, diff, restore  # noqa: E402
 from .queries import load_values as load  # noqa: E402
+from .sharing import ui  # noqa: E402

@@ -667,8 +667,25 @@ class Capture:
             if self._add_params(name, value, forced=name in self.rules.force_params):
                 self._claimed.add(name)
 
-    def after(self, namespace: Mapping[str, Any], last_value: Any = None, logged_keys: set[str] = frozenset()) -> None:
-        """Params bound from literals, metrics and step series bound by the cell, the last expression."""
+    def remember_bound_values(self, namespace: Mapping[str, Any]) -> None:
+        """Note which object each name the cell binds holds before it runs (see ``stale_names``)."""
+        self._bound_before = {name: id(namespace[name]) for name in self.analysis.bound if name in namespace}
+
+    def stale_names(self, namespace: Mapping[str, Any]) -> set[str]:
+        """Names the cell binds that still hold the object they held before it ran (a failed cell never got
+        to rebind them: their values belong to an earlier execution)."""
+        before = getattr(self, "_bound_before", {})
+        return {name for name, ident in before.items() if name in namespace and id(namespace[name]) == ident}
+
+    def after(
+        self, namespace: Mapping[str, Any], last_value: Any = None, logged_keys: set[str] = frozenset(),
+        skip: set[str] = frozenset(),
+    ) -> None:
+        """Params bound from literals, metrics and step series bound by the cell, the last expression.
+
+        ``skip``: names not to record (values left from an earlier execution of a failed cell).
+        """
+        self._claimed |= set(skip)
         analysis = self.analysis
         for name in sorted(self.rules.force_params - self._claimed):
             if name in namespace and name not in self.rules.exclude:

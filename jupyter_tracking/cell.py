@@ -93,6 +93,7 @@ class TrackedExecution:
         rules = CaptureRules(options.params, options.metrics, options.exclude)
         self._capture = Capture(analysis, rules)
         try:
+            self._capture.remember_bound_values(self.namespace)
             self._capture.before(self.namespace)
             for name, value in self.explicit_params.items():
                 self._capture.add_explicit_param(name, value)
@@ -203,7 +204,8 @@ class TrackedExecution:
         logged = recorder.drain_now()
         capture = self._capture
         if capture is not None:
-            capture.after(self.namespace, last_value if status == FINISHED else None, logged_keys=logged)
+            stale = capture.stale_names(self.namespace) if status != FINISHED else set()
+            capture.after(self.namespace, last_value if status == FINISHED else None, logged_keys=logged, skip=stale)
             result = capture.result
             recorder.add_params(result.params)
             recorder.add_metrics(result.metrics)

@@ -179,6 +179,14 @@ class TrackingMagics(Magics):
         except ConnectionError as error:
             print(f"jupyter_tracking: nothing delivered: {error}; try again when it is back.", file=sys.stderr)
             return
+        except Exception as error:
+            if not _is_store_error(error):
+                raise
+            from .store import describe_store_error, resolve_store
+
+            message = describe_store_error(error, resolve_store())
+            print(f"jupyter_tracking: nothing delivered: {message}; the spooled runs are kept.", file=sys.stderr)
+            return
         if delivered:
             print(f"jupyter_tracking: delivered {len(delivered)} spooled run(s): {', '.join(delivered)}")
         else:
@@ -246,6 +254,20 @@ def _reported(function: Any, *args: Any, **kwargs: Any) -> Any:
         return function(*args, **kwargs)
     except (QueryError, GridError) as error:
         raise UsageError(str(error)) from None
+    except Exception as error:
+        if not _is_store_error(error):
+            raise
+        from .store import describe_store_error, resolve_store
+
+        raise UsageError(describe_store_error(error, resolve_store())) from None
+
+
+def _is_store_error(error: BaseException) -> bool:
+    """An error from the tracking store (MLflow's REST/SQL errors, refused or dropped connections)."""
+    if isinstance(error, (ConnectionError, OSError)):
+        return True
+    module = type(error).__module__ or ""
+    return module.startswith(("mlflow.exceptions", "requests", "urllib3", "sqlalchemy"))
 
 
 _LINE_COMMANDS: dict[str, Any] = {

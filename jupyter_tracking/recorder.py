@@ -121,6 +121,8 @@ class RunRecorder:
         self._next_step: dict[str, int] = {}
         self._key_cache: dict[str, str] = {}
         self._pending_rows: list[tuple[str, float, int, int]] = []
+        self._inflight: list[tuple[str, float, int, int]] | None = None  # the batch being written now
+        self._last_seen_alive = float("-inf")  # monotonic time the (server) store last answered a check
         self._artifacts: list[tuple[str, str | None]] = []
         self._datasets: list[Any] = []
         self._tmpdir: tempfile.TemporaryDirectory | None = None
@@ -129,7 +131,8 @@ class RunRecorder:
         self._fluent_active = False
         self._writer: threading.Thread | None = None
         self._stop = threading.Event()
-        self._write_lock = threading.Lock()
+        self._write_lock = threading.Lock()  # held while a batch is written
+        self._drain_lock = threading.Lock()  # held while queued points become rows (never during a request)
         self._notify = notify or (lambda message: print(f"jupyter_tracking: {message}", file=sys.stderr))
         self._notified: set[str] = set()
         self.logged_keys: set[str] = set()  # step-series keys (jt.log and mlflow.log_metric)
@@ -231,8 +234,8 @@ class RunRecorder:
         }
         self._spool = SpoolFile(self.location.uri, self.experiment_name, self.run_id, info)
         self.notice(
-            f"the tracking store is unreachable ({_short_error(error)}); this run is kept in "
-            f"{self._spool.path.parent} and delivered by `%track sync` or the next successful run.",
+            f"{store_module.describe_store_error(error, self.location)}. This run is kept in "
+            f"{self._spool.path.parent} and delivered by `%track sync` (or the next successful run).",
             key="spool",
         )
 
@@ -343,14 +346,18 @@ class RunRecorder:
         return rows
 
     def drain_now(self) -> set[str]:
-        """Move queued points to the pending write (so their keys are known); returns the step-series keys."""
-        with self._write_lock:
+        """Move queued points to the pending write (so their keys are known); returns the step-series keys.
+
+        Takes only the drain lock: the writer may be stuck in a request to a dying server with the write lock.
+        """
+        with self._drain_lock:
             self._pending_rows.extend(self._drain())
         return set(self.logged_keys)
 
     def _write_loop(self) -> None:
         while not self._stop.wait(WRITE_INTERVAL):
-            rows = self._drain()
+            with self._drain_lock:
+                rows = self._drain()
             if rows:
                 with self._write_lock:
                     self._write_rows(rows)
@@ -359,29 +366,70 @@ class RunRecorder:
         if not rows:
             return
         if self._spool is None and self.run_id is not None:
-            try:
-                _write_metric_rows(self._client, self.run_id, rows)
-                return
-            except Exception as error:  # noqa: BLE001
-                self._start_spool(error)
+            if self._store_gone():
+                self._start_spool(ConnectionError("the store stopped answering"))
+            else:
+                self._inflight = rows
+                try:
+                    _write_metric_rows(self._client, self.run_id, rows)
+                    return
+                except Exception as error:  # noqa: BLE001
+                    self._start_spool(error)
+                finally:
+                    self._inflight = None
         self._spool.batch({}, rows, {})
+
+    def _store_gone(self, fresh: bool = False) -> bool:
+        """For server stores, a quick check first: MLflow's own retries take minutes against a dead server.
+
+        An answer counts for 2 s (unless ``fresh``), so a busy writer does not ask before every batch.
+        """
+        if not self.location.is_remote:
+            return False
+        now = time.monotonic()
+        if not fresh and now - self._last_seen_alive < 2.0:
+            return False
+        if store_module.is_reachable(self.location, timeout=3.0):
+            self._last_seen_alive = now
+            return False
+        return True
+
+    def _wait_for_writer(self) -> bool:
+        """Wait for the writer's last batch; give up at once (False) if a server store stopped answering."""
+        if self._writer is None:
+            return True
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            self._writer.join(timeout=1.0)
+            if not self._writer.is_alive():
+                return True
+            if self._store_gone(fresh=True):
+                return False
+        return False
 
     # ------------------------------------------------------------------ finish
     def finish(self, status: str) -> RunSummary:
         """Write everything still pending and close the run with ``status``; never raises."""
         self.status = status
         self._stop.set()
-        if self._writer is not None:
-            self._writer.join(timeout=60)
-        with self._write_lock:
-            rows = self._drain() + self._pending_rows
-            self._pending_rows = []
+        writer_done = self._wait_for_writer()
+        # A writer stuck in MLflow's HTTP retries keeps its lock: do not wait for it, spool its batch too.
+        locked = self._write_lock.acquire(timeout=-1 if writer_done else 0)
+        try:
+            with self._drain_lock:
+                rows = self._pending_rows + self._drain()
+                self._pending_rows = []
+            if not writer_done:
+                rows = list(self._inflight or []) + rows
+                self._start_spool(ConnectionError("the store stopped answering"))
             metrics_now = _now_ms()
             single = [
                 (key, value, metrics_now, 0) for key, value in self._metrics.items() if key not in self.logged_keys
             ]
             tags, _ = clean_mapping(self._tags, MAX_TAG_LENGTH)
             end_time = _now_ms()
+            if self._spool is None and self.run_id is not None and self._store_gone(fresh=True):
+                self._start_spool(ConnectionError("the store stopped answering"))
             if self._spool is None and self.run_id is not None:
                 try:
                     self._write_final(rows, single, tags, status, end_time)
@@ -391,6 +439,9 @@ class RunRecorder:
             else:
                 self._spool_final(rows, single, tags, status, end_time)
             self._end_fluent_run(status)
+        finally:
+            if locked:
+                self._write_lock.release()
         snapshot = self.series.snapshot()
         summary = RunSummary(
             run_id=self.run_id, run_name=self.run_name, experiment_id=self.experiment_id,

@@ -143,6 +143,34 @@ def client_for(location: StoreLocation):
         return client
 
 
+def _http_answers(uri: str, timeout: float) -> bool:
+    """True when the server at ``uri`` gives any HTTP answer to ``GET /health`` within ``timeout`` seconds.
+
+    A TCP connect is not enough: a server that is going down can still accept connections and never answer,
+    and MLflow's client then waits out its long timeouts.
+    """
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(uri.rstrip("/") + "/health", method="GET")
+    context = None
+    if uri.startswith("https://") and os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
+        context = ssl._create_unverified_context()  # noqa: S323 - the user asked MLflow for this too
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback servers: no proxy
+    if context is not None:
+        opener.add_handler(urllib.request.HTTPSHandler(context=context))
+    try:
+        with opener.open(request, timeout=timeout):
+            return True
+    except urllib.error.HTTPError:
+        return True  # 401, 404, 503...: it answered
+    except ssl.SSLError:
+        return True  # it answered the handshake; MLflow will say what is wrong with the certificate
+    except (OSError, ValueError):
+        return False
+
+
 class _quiet_migrations:  # noqa: N801 - a context manager used like a function
     """Hide MLflow's INFO lines about creating/upgrading database tables (they are not the user's business)."""
 
@@ -214,16 +242,7 @@ def is_reachable(location: StoreLocation, timeout: float = 1.5) -> bool:
     """
     uri = location.uri
     if uri.startswith(("http://", "https://")):
-        import socket
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(uri)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            with socket.create_connection((parts.hostname, port), timeout=timeout):
-                return True
-        except OSError:
-            return False
+        return _http_answers(uri, timeout)
     if uri.startswith("sqlite:///"):
         db_path = Path(uri.removeprefix("sqlite:///"))
         folder = db_path.parent
@@ -231,3 +250,23 @@ def is_reachable(location: StoreLocation, timeout: float = 1.5) -> bool:
             return os.access(db_path, os.W_OK) and os.access(folder, os.W_OK)
         return folder.exists() and os.access(folder, os.W_OK)
     return True
+
+
+def describe_store_error(error: BaseException, location: StoreLocation | None = None) -> str:
+    """One line a user can act on for an error from the store (refused credentials, unreachable, other)."""
+    text = " ".join(str(error).split())
+    code = str(getattr(error, "error_code", "") or "")
+    where = redact_uri(location.uri) if location is not None else "the tracking store"
+    if code in ("UNAUTHENTICATED", "PERMISSION_DENIED") or any(
+        marker in text for marker in ("401", "403", "Unauthorized", "UNAUTHENTICATED", "PERMISSION_DENIED")
+    ):
+        return (
+            f"{where} refused the credentials; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+            "(or fix them) and try again"
+        )
+    if isinstance(error, (ConnectionError, OSError)) or any(
+        marker in text for marker in ("Max retries exceeded", "Connection refused", "Failed to establish")
+    ):
+        return f"cannot reach {where}; check that it is running"
+    first = text[:200]
+    return f"{where} answered {type(error).__name__}: {first}" if first else f"{where} failed ({type(error).__name__})"

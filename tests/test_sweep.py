@@ -7,15 +7,11 @@ import json
 import time
 from pathlib import Path
 
-import mlflow
 import pytest
 from IPython.core.error import UsageError
 from mlflow import MlflowClient
 
-from jupyter_tracking import cell as cell_module
 from jupyter_tracking import queries, sweep
-from jupyter_tracking import recorder as recorder_module
-from jupyter_tracking import store as store_module
 
 GRID_CELL = """%%track --grid grid
 if max_depth == 2 and min_leaf == 3:
@@ -25,28 +21,7 @@ test_acc = 1 - val_loss / 2
 """
 
 
-@pytest.fixture(scope="module")
-def ipython():
-    from IPython import get_ipython
-    from IPython.testing.globalipapp import start_ipython
-
-    shell = start_ipython() or get_ipython()
-    shell.run_line_magic("load_ext", "jupyter_tracking")
-    return shell
-
-
-@pytest.fixture
-def shell(ipython, project, monkeypatch):
-    monkeypatch.chdir(project / "notebooks")
-    store_module.settings.uri = None
-    store_module.settings.experiment = "sweeps"
-    recorder_module.forget_experiment_ids()
-    names_before = set(ipython.user_ns)
-    yield ipython
-    for name in set(ipython.user_ns) - names_before:
-        ipython.user_ns.pop(name, None)
-    store_module.settings.experiment = None
-    assert mlflow.active_run() is None, "a run was left active"
+EXPERIMENT = "sweeps"  # the default experiment of the `shell` fixture (conftest.py)
 
 
 def client_of(project: Path) -> MlflowClient:

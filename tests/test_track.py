@@ -12,36 +12,10 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from jupyter_tracking import cell as cell_module
-from jupyter_tracking import recorder as recorder_module
-from jupyter_tracking import store as store_module
 from jupyter_tracking.panels.card import MIME_TYPE
 
 
-@pytest.fixture(scope="session")
-def ipython_shell():
-    from IPython.testing.globalipapp import start_ipython
-
-    shell = start_ipython()
-    shell.run_line_magic("load_ext", "jupyter_tracking")
-    return shell
-
-
-@pytest.fixture
-def shell(ipython_shell, project, monkeypatch):
-    """The shell with its cwd in a fresh project's notebooks/ folder and no session settings."""
-    monkeypatch.chdir(project / "notebooks")
-    store_module.settings.uri = None
-    store_module.settings.experiment = "tests"
-    recorder_module.forget_experiment_ids()
-    cell_module._history = cell_module._CardHistory()
-    names_before = set(ipython_shell.user_ns)
-    yield ipython_shell
-    for name in set(ipython_shell.user_ns) - names_before:
-        ipython_shell.user_ns.pop(name, None)
-    store_module.settings.uri = None
-    store_module.settings.experiment = None
-    assert mlflow.active_run() is None, "a run was left active after a cell"
+EXPERIMENT = "tests"  # the default experiment of the `shell` fixture (conftest.py)
 
 
 def store_client(project: Path) -> MlflowClient:
@@ -158,6 +132,18 @@ def test_failing_cell_is_failed_with_traceback_and_reraises_unchanged(shell, pro
     assert [r.info.status for r in runs_of(project)] == ["FAILED", "FINISHED"]
 
 
+def test_a_failed_cell_does_not_record_values_left_from_its_previous_execution(shell, project):
+    cell = "%%track\nloss = 1 / divisor\naccuracy = 1 - loss\n"
+    shell.user_ns["divisor"] = 4
+    run_ok(shell, cell)
+    shell.user_ns["divisor"] = 0  # now it fails before binding anything
+    assert isinstance(shell.run_cell(cell).error_in_exec, ZeroDivisionError)
+    finished, failed = runs_of(project)
+    assert finished.data.metrics == {"loss": 0.25, "accuracy": 0.75}
+    assert failed.info.status == "FAILED" and failed.data.metrics == {}
+    assert failed.data.params == {"divisor": "0"}
+
+
 def test_interrupted_cell_is_killed(shell, project):
     result = shell.run_cell("%%track\nsteps_done = 3\nraise KeyboardInterrupt\n")
     assert isinstance(result.error_in_exec, KeyboardInterrupt)
@@ -250,8 +236,8 @@ def test_secrets_never_reach_the_store(shell, project, capsys):
     run_ok(shell, f"api_key = 'plain-looking'\ngh = '{token}'\ncfg = {{'db_password': 'pw', 'lr': 0.1}}\n")
     run_ok(
         shell,
-        f"%%track --artifacts api_key\nclient_token = api_key\nheaders = gh\nlr = cfg['lr']\n"
-        f"password = 'hunter2'\nurl = 'https://bob:s3cret@example.com'\nreal_lr = lr\n",
+        "%%track --artifacts api_key\nclient_token = api_key\nheaders = gh\nlr = cfg['lr']\n"
+        "password = 'hunter2'\nurl = 'https://bob:s3cret@example.com'\nreal_lr = lr\n",
     )
     err = capsys.readouterr().err
     [run] = runs_of(project)

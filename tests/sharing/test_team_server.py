@@ -43,9 +43,7 @@ def kernel(team, notebook_dir, tmp_path_factory):
             "MLFLOW_TRACKING_USERNAME": "admin",
             "MLFLOW_TRACKING_PASSWORD": PASSWORD,
             "JUPYTER_TRACKING_SPOOL_DIR": str(tmp_path_factory.mktemp("kspool")),
-            # A dead server should be noticed in seconds, not after MLflow's minutes of retries.
-            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
-            "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+            # No MLFLOW_HTTP_REQUEST_* tuning: the recorder itself must notice a dead server in seconds.
         },
     )
     yield k
@@ -135,8 +133,11 @@ def test_server_dying_mid_run_spools_and_sync_delivers(kernel, team, client, tmp
     assert live.info.status == "RUNNING"
     team.kill()
     go.write_text("1")
+    killed_at = time.monotonic()
     outputs = _collect_until_idle(kernel, timeout=240)
     assert "spool" in outputs, outputs
+    # The cell ends in seconds, not after MLflow's minutes of HTTP retries against the dead server.
+    assert time.monotonic() - killed_at < 30, outputs
     status = kernel.run_ok("%track")["stdout"]
     assert "spooled" in status and "1 run" in status
     assert "still unreachable" in kernel.run_ok("%track sync")["stderr"]
@@ -148,6 +149,28 @@ def test_server_dying_mid_run_spools_and_sync_delivers(kernel, team, client, tmp
     assert run.info.status == "FINISHED"
     assert run.data.metrics["accuracy"] == 0.5 and run.data.params["lr"] == "0.2"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == list(range(10))
+
+
+def test_wrong_credentials_are_one_clear_line_and_nothing_is_lost(team, notebook_dir, tmp_path, client):
+    wrong = Kernel(notebook_dir, {
+        "MLFLOW_TRACKING_URI": team.url, "MLFLOW_TRACKING_USERNAME": "admin",
+        "MLFLOW_TRACKING_PASSWORD": "not-the-password", "JUPYTER_TRACKING_SPOOL_DIR": str(tmp_path / "spool"),
+    })
+    try:
+        wrong.run_ok("%load_ext jupyter_tracking\n%track config --experiment team-creds")
+        result = wrong.run_ok("%%track refused\nlr = 0.3\nscore = lr * 2\n")
+        assert "refused the credentials" in result["stderr"] and "MLFLOW_TRACKING_PASSWORD" in result["stderr"]
+        assert "not-the-password" not in result["stderr"] + result["stdout"]
+        sync = wrong.run("%track sync")
+        assert sync["error"] is None and "refused the credentials" in sync["stderr"]
+        assert "Traceback" not in sync["stderr"]
+        runs = wrong.run("%runs team-creds")
+        # IPython prints a UsageError as one line on stderr (no traceback).
+        assert runs["stderr"].strip().splitlines() == [runs["stderr"].strip()], runs
+        assert runs["stderr"].startswith("UsageError: ") and "refused the credentials" in runs["stderr"], runs
+        assert len(list((tmp_path / "spool").glob("*.jsonl"))) == 1  # kept for a sync with the right password
+    finally:
+        wrong.shutdown()
 
 
 def _collect_until_idle(kernel: Kernel, timeout: float) -> str:
