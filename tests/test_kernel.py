@@ -8,14 +8,9 @@ from pathlib import Path
 import nbformat
 import pytest
 from jupyter_client.manager import start_new_kernel
-from mlflow import MlflowClient
 from nbclient import NotebookClient
 
-
-def runs_of(project: Path, experiment: str):
-    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
-    found = client.get_experiment_by_name(experiment)
-    return [] if found is None else client.search_runs([found.experiment_id], order_by=["attributes.start_time ASC"])
+from tests.stores import runs_of, store_client
 
 
 class Kernel:
@@ -96,7 +91,7 @@ def test_interrupting_the_kernel_marks_the_run_killed_and_the_next_cell_works(ke
         "%%track long\nimport time, jupyter_tracking as jt\nfor step in range(600):\n"
         "    jt.log(step=step, loss=1 / (step + 1))\n    time.sleep(0.05)\n"
     )
-    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    client = store_client(project)
     deadline = time.monotonic() + 90
     logged = 0
     while time.monotonic() < deadline and logged < 10:  # interrupt while it is training

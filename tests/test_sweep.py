@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from IPython.core.error import UsageError
-from mlflow import MlflowClient
 
 from jupyter_tracking import queries, sweep
+from tests.stores import runs_of
 
 GRID_CELL = """%%track --grid grid
 if max_depth == 2 and min_leaf == 3:
@@ -24,14 +24,8 @@ test_acc = 1 - val_loss / 2
 EXPERIMENT = "sweeps"  # the default experiment of the `shell` fixture (conftest.py)
 
 
-def client_of(project: Path) -> MlflowClient:
-    return MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
-
-
-def all_runs(project: Path, experiment: str = "sweeps"):
-    client = client_of(project)
-    exp = client.get_experiment_by_name(experiment)
-    return client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+def all_runs(project: Path, experiment: str = EXPERIMENT):
+    return runs_of(project, experiment)
 
 
 def test_parse_grid_and_combinations():

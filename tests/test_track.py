@@ -13,21 +13,15 @@ import pytest
 from mlflow import MlflowClient
 
 from jupyter_tracking.panels.card import MIME_TYPE
+from tests.stores import runs_of as _runs_of
+from tests.stores import store_client
 
 
 EXPERIMENT = "tests"  # the default experiment of the `shell` fixture (conftest.py)
 
 
-def store_client(project: Path) -> MlflowClient:
-    return MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
-
-
-def runs_of(project: Path, experiment: str = "tests"):
-    client = store_client(project)
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        return []
-    return client.search_runs([found.experiment_id], order_by=["attributes.start_time ASC"])
+def runs_of(project: Path, experiment: str = EXPERIMENT):
+    return _runs_of(project, experiment)
 
 
 def run_ok(shell, source: str):
