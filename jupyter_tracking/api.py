@@ -191,19 +191,7 @@ def sync() -> list[str]:
     """Deliver runs spooled while the store was unreachable; returns the delivered run ids."""
     from . import spool
 
-    location = store_module.resolve_store()
-    files = spool.pending(location.uri)
-    if not files:
-        return []
-    if not store_module.is_reachable(location):
-        raise ConnectionError(f"the store {store_module.redact_uri(location.uri)} is still unreachable")
-    client = store_module.client_for(location)
-    delivered = []
-    for path in files:
-        delivered.append(
-            spool.deliver(path, client, lambda name: store_module.experiment_id_for(location, name))
-        )
-    return delivered
+    return spool.deliver_pending(store_module.resolve_store())
 
 
 # ---------------------------------------------------------------------- comparing and reusing runs

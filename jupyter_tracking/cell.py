@@ -193,6 +193,8 @@ class TrackedExecution:
         self.summary = recorder.finish(status)
         global last_summary
         last_summary = self.summary
+        if not self.summary.spooled:
+            _deliver_spooled_runs(recorder)
         if self.options.card:
             try:
                 show_card(self.summary)
@@ -267,6 +269,22 @@ class TrackedExecution:
                 recorder.notice(f"--artifacts: `{name}` cannot be pickled ({type(error).__name__}); not logged")
                 return
         recorder.add_file_artifact(str(path), PICKLE_ARTIFACT_DIR)
+
+
+def _deliver_spooled_runs(recorder: RunRecorder) -> None:
+    """The store took this run: deliver runs spooled earlier while it was unreachable (DESIGN: "the next
+    successful write delivers it"). A failure here leaves them spooled for `%track sync`."""
+    from . import spool
+
+    if not spool.pending(recorder.location.uri):
+        return
+    try:
+        delivered = spool.deliver_pending(recorder.location)
+    except Exception as error:  # noqa: BLE001 - they stay in the spool
+        _notify(f"spooled runs not delivered yet ({store_module.describe_store_error(error, recorder.location)})")
+        return
+    if delivered:
+        _notify(f"delivered {len(delivered)} run(s) spooled while the store was unreachable: {', '.join(delivered)}")
 
 
 # ---------------------------------------------------------------------- panels
@@ -422,6 +440,25 @@ def _set_autolog(enabled: bool, recorder: RunRecorder) -> None:
         recorder.notice(f"--autolog: MLflow autologging failed ({type(error).__name__}: {error})")
 
 
+def _mirrored(original: Any, points_of: Any, recorder: RunRecorder) -> Any:
+    """``original`` (an MLflow fluent logging function) that also shows what it logged to our run live."""
+    signature = inspect.signature(original)
+
+    def logging_function(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        try:
+            values = signature.bind(*args, **kwargs).arguments
+            if values.get("run_id") in (None, recorder.run_id):
+                for key, value in points_of(values):
+                    recorder.mirror_logged_metric(key, value, values.get("step"), values.get("timestamp"))
+        except Exception:  # noqa: BLE001 - mirroring is for display only
+            pass
+        return result
+
+    logging_function.__wrapped__ = original
+    return logging_function
+
+
 class _MlflowMirror:
     """While the cell runs, ``mlflow.log_metric(s)`` calls also feed the live series (and are not re-logged)."""
 
@@ -433,43 +470,16 @@ class _MlflowMirror:
         import mlflow
 
         recorder = self.recorder
-        original_metric = mlflow.log_metric
-        original_metrics = mlflow.log_metrics
-        self._originals = {"log_metric": original_metric, "log_metrics": original_metrics}
-        metric_signature = inspect.signature(original_metric)
-        metrics_signature = inspect.signature(original_metrics)
 
-        def _ours(arguments: inspect.BoundArguments) -> bool:
-            run_id = arguments.arguments.get("run_id")
-            return run_id is None or run_id == recorder.run_id
+        def points_of_log_metric(values: dict[str, Any]):
+            yield values["key"], values["value"]
 
-        def log_metric(*args: Any, **kwargs: Any) -> Any:
-            result = original_metric(*args, **kwargs)
-            try:
-                bound = metric_signature.bind(*args, **kwargs)
-                if _ours(bound):
-                    values = bound.arguments
-                    recorder.mirror_logged_metric(values["key"], values["value"], values.get("step"), values.get("timestamp"))
-            except Exception:  # noqa: BLE001 - mirroring is for display only
-                pass
-            return result
+        def points_of_log_metrics(values: dict[str, Any]):
+            yield from (values.get("metrics") or {}).items()
 
-        def log_metrics(*args: Any, **kwargs: Any) -> Any:
-            result = original_metrics(*args, **kwargs)
-            try:
-                bound = metrics_signature.bind(*args, **kwargs)
-                if _ours(bound):
-                    values = bound.arguments
-                    for key, value in (values.get("metrics") or {}).items():
-                        recorder.mirror_logged_metric(key, value, values.get("step"), values.get("timestamp"))
-            except Exception:  # noqa: BLE001
-                pass
-            return result
-
-        log_metric.__wrapped__ = original_metric
-        log_metrics.__wrapped__ = original_metrics
-        mlflow.log_metric = log_metric
-        mlflow.log_metrics = log_metrics
+        self._originals = {"log_metric": mlflow.log_metric, "log_metrics": mlflow.log_metrics}
+        mlflow.log_metric = _mirrored(mlflow.log_metric, points_of_log_metric, recorder)
+        mlflow.log_metrics = _mirrored(mlflow.log_metrics, points_of_log_metrics, recorder)
 
     def uninstall(self) -> None:
         import mlflow

@@ -126,3 +126,19 @@ def deliver(path: Path, client: Any, experiment_id_for: Any) -> str:
     shutil.rmtree(path.parent / path.stem.split("-", 1)[1], ignore_errors=True)
     path.unlink()
     return run_id
+
+
+def deliver_pending(location: Any) -> list[str]:
+    """Deliver every spooled run that belongs to ``location`` (a StoreLocation); returns their run ids.
+
+    Raises ConnectionError if the store is still unreachable; a file that fails half-way stays for next time.
+    """
+    from . import store
+
+    files = pending(location.uri)
+    if not files:
+        return []
+    if not store.is_reachable(location):
+        raise ConnectionError(f"the store {store.redact_uri(location.uri)} is still unreachable")
+    client = store.client_for(location)
+    return [deliver(path, client, lambda name: store.experiment_id_for(location, name)) for path in files]

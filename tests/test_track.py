@@ -311,6 +311,23 @@ def test_unreachable_store_spools_and_sync_delivers(shell, project, tmp_path, ca
     assert "nothing to sync" in capsys.readouterr().out
 
 
+def test_the_next_successful_run_delivers_spooled_runs(shell, project, tmp_path, capsys):
+    missing = tmp_path / "later" / "mlflow.db"
+    run_ok(shell, f"%track config --uri sqlite:///{missing}")
+    run_ok(shell, "%%track while-offline\nloss = 1 / 8\n")
+    assert "is kept in" in capsys.readouterr().err
+    missing.parent.mkdir()
+    run_ok(shell, "%%track back-online\nloss = 1 / 4\n")
+    assert "delivered 1 run(s) spooled" in capsys.readouterr().err
+    client = MlflowClient(f"sqlite:///{missing}")
+    runs = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
+    assert sorted((r.info.run_name, r.info.status, r.data.metrics["loss"]) for r in runs) == [
+        ("back-online", "FINISHED", 0.25), ("while-offline", "FINISHED", 0.125),
+    ]
+    run_ok(shell, "%track sync")
+    assert "nothing to sync" in capsys.readouterr().out
+
+
 def test_python_api_tracks_the_with_block(shell, project):
     run_ok(
         shell,
