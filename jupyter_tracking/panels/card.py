@@ -88,9 +88,8 @@ def card_data(summary: Any, comparison: Comparison, *, notebook: str | None, cel
     ]
     metric_values = dict(summary.metrics)
     # Step series are summarised by their last value.
-    for key, count in summary.step_counts.items():
-        if key in summary.last_step_values and key not in metric_values:
-            metric_values[key] = summary.last_step_values[key]
+    for key, value in summary.last_step_values.items():
+        metric_values.setdefault(key, value)
     metrics = []
     for key, value in sorted(metric_values.items()):
         best = comparison.best.get(key)
@@ -105,11 +104,7 @@ def card_data(summary: Any, comparison: Comparison, *, notebook: str | None, cel
                 "steps": summary.step_counts.get(key, 0),
             }
         )
-    best_run_id = None
-    for entry in metrics:
-        if entry["best_run_id"]:
-            best_run_id = entry["best_run_id"]
-            break
+    best_run_id = next((entry["best_run_id"] for entry in metrics if entry["best_run_id"]), None)
     return {
         "version": 1,
         "run_id": summary.run_id,
