@@ -226,9 +226,9 @@ class Shell:
 
 
 def last_run_id() -> str:
-    from jupyter_tracking import cell
+    from jupyter_tracking.session import current_session
 
-    return cell.last_summary.run_id
+    return current_session().last_summary.run_id
 
 
 def history_count(project: Path, run_id: str, key: str) -> tuple[int, str]:

@@ -39,37 +39,45 @@ if TYPE_CHECKING:  # pragma: no cover
 def log(step: int | None = None, total: int | None = None, **metrics: Any) -> None:
     """Log step metrics (``jt.log(step=epoch, train_loss=0.3)``) to the tracked cell's run; drawn live.
 
-    Costs about a microsecond: points are queued and a background writer batches them into MLflow.
-    ``total`` (optional) is how many steps to expect, for the progress line. Outside a tracked cell it
-    warns once and does nothing.
+    Costs well under a microsecond: points go into typed buffers that a background writer batches into
+    MLflow. ``total`` (optional) is how many steps to expect, for the progress line. From another thread,
+    points belong to the run of the cell that started that thread (dropped, with one warning, once that run
+    has ended). Outside a tracked cell it warns once and does nothing.
     """
-    recorder = _active.recorder
+    session = _current.session
+    if _get_ident() == session.active_thread:
+        recorder = session.active_recorder
+    else:
+        recorder = _thread_recorder(session)
     if recorder is None:
-        _active.warn_inactive()
+        session.warn_once(
+            "inactive", "jt.log() outside a tracked cell is ignored; add %%track to the cell or use `with jt.track():`."
+        )
         return
     recorder.log_step(step, metrics, total)
 
 
-class _ActiveRecorder:
-    """Holds the recorder of the tracked cell that is running now (None between cells)."""
+def _thread_recorder(session: Any) -> Any:
+    """The recorder for ``jt.log`` from a thread other than the tracked code's: the run of the cell that
+    started the thread (``threads.py`` marks threads as they start), or the active run for older threads."""
+    from .threads import owner_of_current_thread
 
-    recorder = None
-    _warned = False
-
-    def warn_inactive(self) -> None:
-        if not self._warned:
-            self._warned = True
-            import sys
-
-            print(
-                "jupyter_tracking: jt.log() outside a tracked cell is ignored; add %%track to the cell "
-                "or use `with jt.track():`.",
-                file=sys.stderr,
-            )
+    owned, recorder = owner_of_current_thread()
+    if not owned:
+        return session.active_recorder
+    if recorder is None or recorder.status != "RUNNING":
+        session.warn_once(
+            "thread-after-run",
+            "jt.log() from a thread whose tracked cell has ended: the points are dropped "
+            "(they belong to that cell's run, which is closed).",
+        )
+        return None
+    return recorder
 
 
-# Kept across `%reload_ext` (which re-runs this file): other modules hold a reference to this object.
-_active = globals().get("_active") or _ActiveRecorder()
+from threading import get_ident as _get_ident  # noqa: E402
+
+from .session import _current  # noqa: E402
 
 
 def __getattr__(name: str) -> Any:

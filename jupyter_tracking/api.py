@@ -151,9 +151,6 @@ def _calls_track(expression: ast.AST) -> bool:
 
 def configure(uri: str | None = None, experiment: str | None = None) -> store_module.StoreLocation:
     """Set where runs go (any MLflow URI) and the default experiment for this session."""
-    from .recorder import forget_experiment_ids
-
-    forget_experiment_ids()
     return store_module.configure(uri=uri, experiment=experiment)
 
 
@@ -181,17 +178,35 @@ class Status:
 
 def status() -> Status:
     """The tracking status of this session."""
-    from . import cell, spool
+    from . import spool
+    from .session import current_session
 
-    location = store_module.resolve_store()
-    return Status(location, store_module.default_experiment_name(), cell.last_summary, len(spool.pending(location.uri)))
+    session = current_session()
+    location = store_module.resolve_store(session=session)
+    return Status(location, store_module.default_experiment_name(session), session.last_summary,
+                  len(spool.pending(location.uri)))
 
 
 def sync() -> list[str]:
-    """Deliver runs spooled while the store was unreachable; returns the delivered run ids."""
-    from . import spool
+    """Deliver runs spooled while the store was unreachable, each exactly once; returns the delivered run ids.
 
-    return spool.deliver_pending(store_module.resolve_store())
+    Files the store refuses for good are set aside (named on stderr); ConnectionError if the store is still
+    unreachable and nothing could be delivered.
+    """
+    from . import spool
+    from .cell import delivery_lines
+    from .session import current_session
+
+    session = current_session()
+    location = store_module.resolve_store(session=session)
+    delivery = spool.deliver_pending(location, session)
+    if delivery.outage is not None and not delivery.delivered and not delivery.set_aside:
+        outage = delivery.outage
+        raise ConnectionError(str(outage) if isinstance(outage, ConnectionError) and str(outage)
+                              else store_module.describe_store_error(outage, location))
+    for line in delivery_lines(delivery, location)[1:] if delivery.delivered else delivery_lines(delivery, location):
+        print(f"jupyter_tracking: {line}", file=sys.stderr)
+    return delivery.delivered
 
 
 # ---------------------------------------------------------------------- comparing and reusing runs

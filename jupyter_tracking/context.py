@@ -71,17 +71,11 @@ def notebook_dir() -> Path:
     return path.parent if path else Path.cwd()
 
 
-class CellInfo:
-    """The id of the cell being run, as the front end sent it (JupyterLab, Notebook 7 and VS Code do)."""
-
-    cell_id: str | None = None
-
-
-current_cell = CellInfo()
-
-
 def _pre_run_cell(info: Any) -> None:
-    current_cell.cell_id = getattr(info, "cell_id", None)
+    """Remember the id of the cell being run, as the front end sent it (JupyterLab, Notebook 7, VS Code)."""
+    from .session import current_session
+
+    current_session().cell_id = getattr(info, "cell_id", None)
 
 
 def execution_count() -> int | None:

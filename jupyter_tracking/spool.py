@@ -1,9 +1,14 @@
-"""The spool: run data kept in local files while the store is unreachable, delivered later by ``sync``.
+"""The spool: runs kept in local files while their store is unreachable, delivered later exactly once.
 
-One JSON-lines file per run in ``$JUPYTER_TRACKING_SPOOL_DIR`` (default ``~/.cache/jupyter_tracking/spool``).
-Records: ``run`` (where it belongs; the MLflow run id if the run was created before the store went away),
-``batch`` (params, metrics, tags), ``artifact`` (a file copied into the spool), ``dataset`` and ``end``.
-``sync(location)`` replays every file that belongs to that store and deletes it once delivered.
+One JSON-lines file per run in ``$JUPYTER_TRACKING_SPOOL_DIR`` (default ``~/.cache/jupyter_tracking/spool``),
+folder 0700 and files 0600. Records: ``run`` (where it belongs; the MLflow run id when the run was created before
+the store went away, else a ``run_key`` the run is created with), ``metrics`` (step rows), ``final`` (params,
+tags, single metrics, artifact files copied beside it, datasets, status, end time).
+
+``deliver_pending`` replays files through ``sinks.MlflowSink``, the same code that writes live runs. Delivery is
+exactly once across processes: a lock per file (``filelock``), progress noted after each record, and a run
+created at delivery is found again by its ``run_key`` tag instead of being created twice. A file the store
+refuses for good is moved to ``refused/`` with one message, and delivery goes on with the others.
 """
 
 from __future__ import annotations
@@ -13,8 +18,12 @@ import os
 import shutil
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+RUN_KEY_TAG = "jupyter_tracking.run_key"
+REFUSED_DIR = "refused"
 
 
 def spool_dir() -> Path:
@@ -25,45 +34,72 @@ def spool_dir() -> Path:
     return Path(cache) / "jupyter_tracking" / "spool"
 
 
-class SpoolFile:
-    """Appends one run's records to its spool file."""
+def _private_folder(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return folder
 
-    def __init__(self, uri: str, experiment: str, run_id: str | None, run_info: dict[str, Any]) -> None:
-        folder = spool_dir()
-        folder.mkdir(parents=True, exist_ok=True)
+
+class SpoolFile:
+    """Appends one run's records to its spool file (each record flushed and fsynced).
+
+    When the disk itself refuses (full, read-only), records are kept in memory and written with the next
+    record that succeeds; ``unsaved`` says how many are still only in memory.
+    """
+
+    def __init__(self, header: dict[str, Any]) -> None:
         self.local_id = uuid.uuid4().hex
-        self.path = folder / f"{int(time.time())}-{self.local_id}.jsonl"
-        self.files = folder / self.local_id
-        self._append({"op": "run", "uri": uri, "experiment": experiment, "run_id": run_id, **run_info})
+        self.folder = spool_dir()
+        self.path = self.folder / f"{int(time.time())}-{self.local_id}.jsonl"
+        self.files = self.folder / self.local_id
+        self._unsaved: list[str] = []
+        self.lost_files: list[str] = []  # artifact files that could not be copied into the spool
+        self._append({"op": "run", **header})
+
+    @property
+    def unsaved(self) -> int:
+        return len(self._unsaved) + len(self.lost_files)
 
     def _append(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        self._unsaved.append(json.dumps(record))
+        try:
+            _private_folder(self.folder)
+            descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(descriptor, "a", encoding="utf-8") as handle:
+                handle.write("".join(line + "\n" for line in self._unsaved))
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError:
+            return  # kept in memory; the caller says so once
+        self._unsaved = []
 
-    def batch(self, params: dict[str, str], metrics: list[tuple[str, float, int, int]], tags: dict[str, str]) -> None:
-        if params or metrics or tags:
-            self._append({"op": "batch", "params": params, "metrics": metrics, "tags": tags})
+    def metrics(self, rows: list[tuple[str, float, int, int]]) -> None:
+        if rows:
+            self._append({"op": "metrics", "rows": rows})
 
-    def artifact(self, local_path: str, artifact_path: str | None) -> None:
-        folder = self.files / uuid.uuid4().hex[:8]  # keeps the file's own name, which MLflow logs it under
-        folder.mkdir(parents=True, exist_ok=True)
+    def finish(self, final: Any) -> None:
+        artifacts = []
+        for path, artifact_path in final.artifacts:
+            try:
+                artifacts.append([self._copy(path), artifact_path])
+            except OSError:
+                self.lost_files.append(Path(path).name)
+        self._append({
+            "op": "final", "rows": final.rows, "params": final.params, "tags": final.tags, "status": final.status,
+            "end_time": final.end_time, "artifacts": artifacts, "datasets": final.datasets,
+        })
+
+    def _copy(self, local_path: str) -> str:
+        folder = _private_folder(self.files / uuid.uuid4().hex[:8])  # keeps the file's name: MLflow logs it so
         target = folder / Path(local_path).name
-        shutil.copy2(local_path, target)
-        self._append({"op": "artifact", "file": str(target), "artifact_path": artifact_path})
-
-    def dataset(self, entity: dict[str, Any]) -> None:
-        self._append({"op": "dataset", **entity})
-
-    def end(self, status: str, end_time: int) -> None:
-        self._append({"op": "end", "status": status, "end_time": end_time})
+        shutil.copyfile(local_path, target)
+        os.chmod(target, 0o600)
+        return str(target)
 
 
 def pending(uri: str | None = None) -> list[Path]:
     """Spool files waiting for delivery (to ``uri`` only, when given), oldest first."""
     folder = spool_dir()
-    if not folder.exists():
+    if not folder.is_dir():
         return []
     files = sorted(folder.glob("*.jsonl"))
     if uri is None:
@@ -72,8 +108,11 @@ def pending(uri: str | None = None) -> list[Path]:
 
 
 def _header(path: Path) -> dict[str, Any]:
-    records = _read(path)
-    return records[0] if records else {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.loads(handle.readline() or "{}")
+    except (OSError, json.JSONDecodeError):
+        return {}
 
 
 def _read(path: Path) -> list[dict[str, Any]]:
@@ -89,56 +128,127 @@ def _read(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def deliver(path: Path, client: Any, experiment_id_for: Any) -> str:
-    """Replay one spool file into the store through ``client``; returns the run id. Raises if unreachable."""
-    from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
+def _progress_path(path: Path) -> Path:
+    return path.with_suffix(".progress")
+
+
+def _progress(path: Path) -> int:
+    try:
+        return int(_progress_path(path).read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def deliver(path: Path, sink: Any) -> str:
+    """Replay one spool file through ``sink`` (an ``MlflowSink``); returns the run id. The caller holds the
+    file's lock. Raises what the sink raises; progress is kept, so a retry continues where this stopped."""
+    from .sinks import FinalRecord
 
     records = _read(path)
     header = records[0]
     run_id = header.get("run_id")
     if run_id is None:
-        experiment_id = experiment_id_for(header["experiment"])
-        run = client.create_run(
-            experiment_id, start_time=header.get("start_time"), tags=header.get("tags") or {},
-            run_name=header.get("run_name"),
-        )
-        run_id = run.info.run_id
-        # Remember the new id so that a sync interrupted from here on does not create the run twice.
-        header["run_id"] = run_id
-        lines = [json.dumps(header)] + [json.dumps(record) for record in records[1:]]
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    for record in records[1:]:
-        op = record["op"]
-        if op == "batch":
-            client.log_batch(
-                run_id,
-                metrics=[Metric(key, value, timestamp, step) for key, value, timestamp, step in record["metrics"]],
-                params=[Param(key, value) for key, value in record["params"].items()],
-                tags=[RunTag(key, value) for key, value in record["tags"].items()],
-            )
-        elif op == "artifact":
-            client.log_artifact(run_id, record["file"], record.get("artifact_path"))
-        elif op == "dataset":
-            fields = {k: record[k] for k in ("name", "digest", "source_type", "source", "schema", "profile")}
-            client.log_inputs(run_id, [DatasetInput(Dataset(**fields), [InputTag("mlflow.data.context", "notebook")])])
-        elif op == "end":
-            client.set_terminated(run_id, record["status"], end_time=record["end_time"])
-    shutil.rmtree(path.parent / path.stem.split("-", 1)[1], ignore_errors=True)
-    path.unlink()
+        experiment = header["experiment"]
+        created = sink.find_run(experiment, RUN_KEY_TAG, header["run_key"]) if header.get("run_key") else None
+        if created is None:
+            created = sink.create_run(experiment, run_name=header.get("run_name"), tags=header.get("tags") or {},
+                                      start_time=header.get("start_time"))
+        run_id = header["run_id"] = created.run_id
+        _write_atomically(path, "".join(json.dumps(record) + "\n" for record in [header, *records[1:]]))
+    done = _progress(path)
+    for index, record in enumerate(records[1:], start=1):
+        if index <= done:
+            continue
+        if record["op"] == "metrics":
+            sink.write_metrics(run_id, [tuple(row) for row in record["rows"]])
+        elif record["op"] == "final":
+            sink.finish(run_id, FinalRecord(
+                rows=[tuple(row) for row in record["rows"]], params=record["params"], tags=record["tags"],
+                status=record["status"], end_time=record["end_time"],
+                artifacts=[tuple(item) for item in record["artifacts"]], datasets=record["datasets"],
+            ))
+        _write_atomically(_progress_path(path), str(index))
+    _remove(path)
     return run_id
 
 
-def deliver_pending(location: Any) -> list[str]:
-    """Deliver every spooled run that belongs to ``location`` (a StoreLocation); returns their run ids.
+def _remove(path: Path) -> None:
+    shutil.rmtree(path.parent / path.stem.split("-", 1)[-1], ignore_errors=True)
+    _progress_path(path).unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
 
-    Raises ConnectionError if the store is still unreachable; a file that fails half-way stays for next time.
-    """
+
+@dataclass
+class Delivery:
+    """What ``deliver_pending`` did: runs delivered, files set aside (refused for good), and the outage that
+    stopped it, if any (the rest stays spooled)."""
+
+    delivered: list[str] = field(default_factory=list)
+    set_aside: list[str] = field(default_factory=list)
+    outage: BaseException | None = None
+    busy: int = 0  # files another process was delivering at the same moment
+
+
+def deliver_pending(location: Any, session: Any = None) -> Delivery:
+    """Deliver every spooled run that belongs to ``location`` (a StoreLocation), each exactly once."""
+    from filelock import FileLock, Timeout
+
     from . import store
+    from .sinks import OUTAGE, MlflowSink, classify
 
+    result = Delivery()
     files = pending(location.uri)
     if not files:
-        return []
+        return result
     if not store.is_reachable(location):
-        raise ConnectionError(f"the store {store.redact_uri(location.uri)} is still unreachable")
-    client = store.client_for(location)
-    return [deliver(path, client, lambda name: store.experiment_id_for(location, name)) for path in files]
+        result.outage = ConnectionError(f"the store {store.redact_uri(location.uri)} is still unreachable")
+        return result
+    sink = MlflowSink(location, session)
+    for path in files:
+        lock = FileLock(str(path.with_suffix(".lock")), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            result.busy += 1
+            continue
+        try:
+            if not path.exists():
+                continue  # delivered by another process a moment ago
+            try:
+                result.delivered.append(deliver(path, sink))
+            except Exception as error:  # noqa: BLE001
+                if classify(error) == OUTAGE:
+                    result.outage = error
+                    break
+                result.set_aside.append(_set_aside(path, error))
+        finally:
+            lock.release()
+            Path(lock.lock_file).unlink(missing_ok=True)
+    return result
+
+
+def _set_aside(path: Path, error: BaseException) -> str:
+    """Move a file the store refuses for good to ``refused/`` (with the reason), so it is not retried."""
+    from .sinks import _one_line
+
+    target = _private_folder(path.parent / REFUSED_DIR)
+    reason = _one_line(error)
+    header = _header(path)
+    shutil.move(str(path), target / path.name)
+    stem = path.stem.split("-", 1)[-1]
+    if (path.parent / stem).exists():
+        shutil.move(str(path.parent / stem), target / stem)
+    _progress_path(path).unlink(missing_ok=True)
+    (target / (path.stem + ".reason")).write_text(reason + "\n", encoding="utf-8")
+    name = header.get("run_name") or header.get("run_id") or path.name
+    return f"{name} ({target / path.name}): {reason}"

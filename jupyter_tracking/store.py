@@ -11,10 +11,11 @@ Nothing here imports MLflow at module import time; clients are created on first 
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .session import Session, current_session
 
 DB_FILENAME = "mlflow.db"
 ARTIFACTS_DIRNAME = "mlartifacts"
@@ -47,24 +48,18 @@ class StoreLocation:
         return f"{redact_uri(self.uri)} ({origin})"
 
 
-class _Settings:
-    """Session settings made with ``%track config`` / ``configure()``; None means "not set"."""
-
-    def __init__(self) -> None:
-        self.uri: str | None = None
-        self.experiment: str | None = None
-
-
-settings = _Settings()
-
-
-def configure(uri: str | None = None, experiment: str | None = None) -> StoreLocation:
+def configure(uri: str | None = None, experiment: str | None = None, *, session: Session | None = None) -> StoreLocation:
     """Set the tracking URI and/or default experiment for this session; returns the resolved store."""
+    session = session or current_session()
+    before = resolve_store(session=session).uri
     if uri is not None:
-        settings.uri = uri.strip() or None
+        session.settings.uri = uri.strip() or None
     if experiment is not None:
-        settings.experiment = experiment.strip() or None
-    return resolve_store()
+        session.settings.experiment = experiment.strip() or None
+    location = resolve_store(session=session)
+    if location.uri != before:
+        session.forget_store_state()
+    return location
 
 
 def redact_uri(uri: str) -> str:
@@ -92,8 +87,9 @@ def find_project_root(start: Path) -> Path:
     return start
 
 
-def resolve_store(start_dir: Path | str | None = None) -> StoreLocation:
+def resolve_store(start_dir: Path | str | None = None, *, session: Session | None = None) -> StoreLocation:
     """Where runs go for a notebook in ``start_dir`` (default: the current notebook's folder, else the cwd)."""
+    settings = (session or current_session()).settings
     if settings.uri:
         return StoreLocation(settings.uri, "config")
     env_uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
@@ -112,8 +108,9 @@ def resolve_store(start_dir: Path | str | None = None) -> StoreLocation:
     )
 
 
-def default_experiment_name() -> str:
+def default_experiment_name(session: Session | None = None) -> str:
     """The experiment used when none is given: the configured one, else the notebook's name, else Default."""
+    settings = (session or current_session()).settings
     if settings.experiment:
         return settings.experiment
     from .context import notebook_path
@@ -122,14 +119,11 @@ def default_experiment_name() -> str:
     return path.stem if path else DEFAULT_EXPERIMENT
 
 
-_clients: dict[str, Any] = {}
-_clients_lock = threading.Lock()
-
-
-def client_for(location: StoreLocation):
-    """A cached ``MlflowClient`` for the store; the embedded store is created (with its artifact root) if new."""
-    with _clients_lock:
-        client = _clients.get(location.uri)
+def client_for(location: StoreLocation, session: Session | None = None):
+    """The session's ``MlflowClient`` for the store; the embedded store is created (with its artifact root) if new."""
+    session = session or current_session()
+    with session.clients_lock:
+        client = session.clients.get(location.uri)
         if client is None:
             from mlflow import MlflowClient
 
@@ -139,7 +133,7 @@ def client_for(location: StoreLocation):
                 client = MlflowClient(tracking_uri=location.uri)
                 if location.uri.startswith(("sqlite:", "postgresql", "mysql", "mssql")):
                     client._tracking_client.store  # noqa: B018 - creates/migrates the database now, quietly
-            _clients[location.uri] = client
+            session.clients[location.uri] = client
         return client
 
 
@@ -207,9 +201,23 @@ def _create_embedded_store(location: StoreLocation) -> None:
     store.engine.dispose()
 
 
-def experiment_id_for(location: StoreLocation, name: str, *, create: bool = True) -> str | None:
-    """The id of experiment ``name`` in the store, creating it (artifacts beside an embedded store) if asked."""
-    client = client_for(location)
+def experiment_id_for(location: StoreLocation, name: str, *, create: bool = True,
+                      session: Session | None = None) -> str | None:
+    """The id of experiment ``name`` in the store (cached per session), creating it (artifacts beside an
+    embedded store) if asked."""
+    session = session or current_session()
+    key = (location.uri, name)
+    known = session.experiment_ids.get(key)
+    if known is not None:
+        return known
+    found = _experiment_id(location, name, create, session)
+    if found is not None:
+        session.experiment_ids[key] = found
+    return found
+
+
+def _experiment_id(location: StoreLocation, name: str, create: bool, session: Session) -> str | None:
+    client = client_for(location, session)
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
@@ -233,6 +241,22 @@ def experiment_id_for(location: StoreLocation, name: str, *, create: bool = True
 def _slug(name: str) -> str:
     cleaned = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).strip("._")
     return cleaned or "experiment"
+
+
+def point_mlflow_at(uri: str) -> None:
+    """Make MLflow's fluent API use ``uri`` (so the cell's own mlflow calls land in our store).
+
+    ``mlflow.set_tracking_uri`` also writes MLFLOW_TRACKING_URI into the environment, which would then
+    override our own store resolution for the rest of the session: put the environment back.
+    """
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
 
 
 def is_reachable(location: StoreLocation, timeout: float = 1.5) -> bool:

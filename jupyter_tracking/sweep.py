@@ -302,21 +302,30 @@ def run_grid(
     ``options`` are the cell's ``TrackOptions``: the parent takes its name, experiment, tags and note; each
     child runs with the same options (no card or live panel of its own: the table is the view).
     """
-    from . import store as store_module
-    from .cell import run_tracked_cell
-    from .recorder import FAILED, FINISHED, KILLED, RunRecorder
+    from pathlib import Path
 
+    from . import context as context_module
+    from . import store as store_module
+    from .cell import TrackedCell, context_tags, git_tags
+    from .recorder import FAILED, FINISHED, KILLED, RunRecorder
+    from .secret_filter import is_secret_name, redact_text
+    from .session import current_session
+
+    session = current_session()
     grid = parse_grid(grid)
     state = SweepState(grid, [Row(i, combo) for i, combo in enumerate(combinations(grid))], objective=best_by)
-    location = store_module.resolve_store()
-    experiment = options.experiment or store_module.default_experiment_name()
-    parent_tags = {**options.tags, SWEEP_TAG: "grid",
+    location = store_module.resolve_store(session=session)
+    experiment = options.experiment or store_module.default_experiment_name(session)
+    notebook = context_module.notebook_path()
+    git = context_module.GitProbe(notebook.parent if notebook else Path.cwd())
+    parent_tags = {**context_tags(source, options.name, location, notebook, session),
+                   **{k: v for k, v in options.tags.items() if not is_secret_name(k)}, SWEEP_TAG: "grid",
                    GRID_TAG: json.dumps(_jsonable(grid), separators=(",", ":"))}
-    parent = RunRecorder(location, experiment, run_name=options.name, tags=parent_tags,
+    parent = RunRecorder(location, experiment, session=session, run_name=options.name, tags=parent_tags,
                          description=options.note, make_active=False)
     parent.start()
     state.parent_run_id = parent.run_id
-    parent.add_text_artifact(source, "cell", "cell.py")
+    parent.add_text_artifact(redact_text(source), "cell", "cell.py")
     table = _LiveTable(state, show)
     child_options = replace(options, card=False, live=False, note=None,
                             tags={k: v for k, v in options.tags.items() if k not in (child_tags_exclude or ())})
@@ -335,21 +344,21 @@ def run_grid(
             started = time.monotonic()
             name = ", ".join(f"{k}={_short(v, 20)}" for k, v in row.bindings.items())
             child = replace(child_options, name=f"{options.name} [{name}]" if options.name else name)
-            before = _last_summary()
+            tracked = TrackedCell(
+                shell, source, child, bindings=dict(row.bindings), parent_run_id=parent.run_id,
+                extra_tags={COMBINATION_TAG: str(row.index), SWEEP_TAG: "child"}, session=session,
+            )
             try:
-                summary = run_tracked_cell(
-                    shell, source, child, bindings=dict(row.bindings), parent_run_id=parent.run_id,
-                    extra_tags={COMBINATION_TAG: str(row.index), SWEEP_TAG: "child"},
-                )
+                summary = tracked.run()
             except KeyboardInterrupt as error:
                 row.status, row.seconds = "KILLED", time.monotonic() - started
-                row.run_id = _last_run_id(before)
+                row.run_id = tracked.run_id
                 interrupted = error
                 break
             except Exception as error:  # noqa: BLE001 - a failing combination is recorded, the sweep goes on
                 row.status, row.seconds = "FAILED", time.monotonic() - started
                 row.error = f"{type(error).__name__}: {queries.one_line(error)}"[:200]
-                row.run_id = _last_run_id(before)
+                row.run_id = tracked.run_id
                 print(f"jupyter_tracking: combination {row.index + 1} ({name}) failed: {row.error}",
                       file=sys.stderr)
                 if stop_on_error:
@@ -388,7 +397,7 @@ def run_grid(
         failed = sum(1 for r in state.rows if r.status == "FAILED")
         tags["jupyter_tracking.grid_summary"] = (
             f"{len(finished)} finished, {failed} failed, {len(state.rows) - len(finished) - failed} not finished")
-        parent.set_tags(tags)
+        parent.set_tags({**tags, **git_tags(git.result())})
         parent.finish(state.status)
         state.finished_at = time.monotonic()
         table.update(force=True)
@@ -409,18 +418,6 @@ def _outputs_of(shell: Any, source: str, grid: dict[str, list]) -> set[str]:
     except Exception:  # noqa: BLE001 - a syntax error shows when the cell runs
         return set()
     return {n for n in analysis.bound - analysis.read_first - set(grid) if not n.startswith("__")}
-
-
-def _last_summary():
-    from . import cell
-
-    return cell.last_summary
-
-
-def _last_run_id(before: Any) -> str | None:
-    """The id of the run the last child made, if it got as far as making one."""
-    summary = _last_summary()
-    return summary.run_id if summary is not None and summary is not before else None
 
 
 # ---------------------------------------------------------------------------------------------- rerun

@@ -8,9 +8,7 @@ import pytest
 
 import mlflow
 
-from jupyter_tracking import cell as cell_module
-from jupyter_tracking import recorder as recorder_module
-from jupyter_tracking import store as store_module
+from jupyter_tracking.session import Session, use_session
 from tests.browser import chromium_browser, chromium_page, jupyter_app  # noqa: F401  (shared fixtures)
 
 
@@ -52,17 +50,14 @@ def ipython_shell():
 
 @pytest.fixture
 def shell(ipython_shell, project, monkeypatch, request):
-    """The shell with its cwd in a fresh project's notebooks/ folder, the module's EXPERIMENT as default
-    experiment, no other session settings; names a test defines are removed afterwards."""
+    """The shell with its cwd in a fresh project's notebooks/ folder, a fresh tracking session whose default
+    experiment is the module's EXPERIMENT; names a test defines are removed afterwards."""
     monkeypatch.chdir(project / "notebooks")
-    store_module.settings.uri = None
-    store_module.settings.experiment = getattr(request.module, "EXPERIMENT", "tests")
-    recorder_module.forget_experiment_ids()
-    cell_module._history = cell_module._CardHistory()
+    session = use_session(Session())
+    session.settings.experiment = getattr(request.module, "EXPERIMENT", "tests")
     names_before = set(ipython_shell.user_ns)
     yield ipython_shell
     for name in set(ipython_shell.user_ns) - names_before:
         ipython_shell.user_ns.pop(name, None)
-    store_module.settings.uri = None
-    store_module.settings.experiment = None
+    use_session(Session())
     assert mlflow.active_run() is None, "a run was left active after a cell"

@@ -347,9 +347,6 @@ def test_python_api_tracks_the_with_block(shell, project):
 
 
 def test_jt_log_outside_a_tracked_cell_warns_once(shell, capsys):
-    import jupyter_tracking as jt
-
-    jt._active._warned = False
     run_ok(shell, "import jupyter_tracking as jt\njt.log(loss=1)\njt.log(loss=2)\n")
     assert capsys.readouterr().err.count("outside a tracked cell") == 1
 

@@ -125,6 +125,9 @@ def card_data(summary: Any, comparison: Comparison, *, notebook: str | None, cel
         "withheld": list(summary.withheld),
         "spooled": summary.spooled,
         "ui_url": ui_url,
+        "child_runs": [{"run_id": run_id, "run_name": name} for run_id, name in getattr(summary, "child_runs", [])],
+        "renamed_params": dict(getattr(summary, "renamed_params", {})),
+        "refused": list(getattr(summary, "refused", [])),
     }
 
 
@@ -159,11 +162,28 @@ def render_text(data: dict[str, Any]) -> str:
                 text += f" ({', '.join(extras)})"
             parts.append(text)
         lines.append("metrics: " + ", ".join(parts))
-    if data["withheld"]:
-        lines.append("withheld (look like credentials): " + ", ".join(data["withheld"]))
-    if data.get("spooled"):
-        lines.append("spooled: the store was unreachable; `%track sync` delivers this run")
+    lines.extend(_run_notes(data))
     return "\n".join(lines)
+
+
+def _run_notes(data: dict[str, Any]) -> list[str]:
+    """The card's closing lines (plain text; the HTML card escapes them): child runs, renamed params,
+    refusals, withheld names, spooling."""
+    notes = []
+    if data.get("child_runs"):
+        names = ", ".join(f"{child['run_name']} [{child['run_id'][:8]}]" for child in data["child_runs"][:10])
+        more = len(data["child_runs"]) - 10
+        notes.append(f"child runs: {names}" + (f" and {more} more" if more > 0 else ""))
+    if data.get("renamed_params"):
+        notes.append("already logged by the cell with another value (captured value kept as): " + ", ".join(
+            f"{key} -> {derived}" for key, derived in data["renamed_params"].items()))
+    if data.get("refused"):
+        notes.append(f"refused by the store ({len(data['refused'])}): " + "; ".join(data["refused"][:3]))
+    if data["withheld"]:
+        notes.append("withheld (look like credentials): " + ", ".join(data["withheld"]))
+    if data.get("spooled"):
+        notes.append("spooled: the store was unreachable; `%track sync` delivers this run")
+    return notes
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -215,12 +235,7 @@ def render_html(data: dict[str, Any]) -> str:
             f'<td style="padding:1px 8px"><b>{esc(format_number(metric["value"]))}</b> {" · ".join(extras)}</td></tr>'
         )
     table = f'<table style="border-collapse:collapse;font-size:12px;margin-top:4px">{"".join(rows)}</table>' if rows else ""
-    notes = []
-    if data["withheld"]:
-        notes.append("withheld (look like credentials): " + esc(", ".join(data["withheld"])))
-    if data.get("spooled"):
-        notes.append("spooled: the store was unreachable; <code>%track sync</code> delivers this run")
-    footer = "".join(f'<div style="color:#8a6d3b;font-size:12px">{note}</div>' for note in notes)
+    footer = "".join(f'<div style="color:#8a6d3b;font-size:12px">{esc(note)}</div>' for note in _run_notes(data))
     return (
         f'<div class="jupyter-tracking-card" style="border-left:4px solid {colour};padding:4px 10px;'
         f'font-family:var(--jp-ui-font-family,sans-serif);font-size:13px">{head}{table}{footer}</div>'

@@ -81,9 +81,9 @@ def lab(tmp_path_factory):
         },
     )
     yield server
-    from jupyter_tracking.store import _clients
+    from jupyter_tracking.session import current_session
 
-    _clients.pop(location.uri, None)
+    current_session().clients.pop(location.uri, None)
     server.stop()
 
 
