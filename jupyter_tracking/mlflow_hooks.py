@@ -95,6 +95,8 @@ def _nesting(original: Any, recorder: Any) -> Any:
         )
         if nests:
             kwargs = {**kwargs, "nested": True}
+            if values.get("experiment_id") is None and recorder.experiment_id is not None:
+                kwargs["experiment_id"] = recorder.experiment_id  # the child lives beside its parent
             if "nested" in values and len(args) > list(signature.parameters).index("nested"):
                 args = args[: list(signature.parameters).index("nested")]
         run = original(*args, **kwargs)

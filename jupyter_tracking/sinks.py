@@ -204,8 +204,8 @@ class MlflowSink:
             try:
                 self._finish_at_once(run_id, final, outcome)
             except Exception as error:  # noqa: BLE001
-                if classify(error) == OUTAGE:
-                    raise
+                if classify(error) == OUTAGE or getattr(error, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+                    raise  # an outage, or no such run: nothing of it can be written
                 self._finish_piece_by_piece(run_id, final, outcome, error)
             self._write_files(run_id, final, outcome)
             if outcome.refused:
