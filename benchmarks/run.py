@@ -269,11 +269,38 @@ def bench_log(shell: Shell, stores: Stores) -> tuple[list[Row], dict[int, float]
                   f"({seconds(statistics.median(empty) / 1e9)}) are included")
     plain_ns = bench_log_metric(stores)
     rows.append(Row(f"jt.log per call, median of {LOG_CALLS:,} calls", seconds(median_ns / 1e9),
-                    f"mlflow.log_metric: {seconds(statistics.median(plain_ns) / 1e9)}", "<= 5 us",
-                    median_ns <= 5000, timer_note))
+                    f"mlflow.log_metric: {seconds(statistics.median(plain_ns) / 1e9)}", "<= 0.5 us",
+                    median_ns <= 500, timer_note))
     rows.append(Row(f"jt.log per call, p99 of {LOG_CALLS:,} calls", seconds(p99_ns / 1e9),
                     f"mlflow.log_metric: {seconds(percentile(plain_ns, 0.99) / 1e9)}", "(information)", None))
+    rows.append(Row(f"jt.log slowest call of {LOG_CALLS:,} (GC pauses included)", seconds(max(per_call) / 1e9),
+                    f"mlflow.log_metric: {seconds(max(plain_ns) / 1e9)}", "<= 5 ms", max(per_call) <= 5e6))
+    per_point = buffered_bytes_per_point(LOG_CALLS)
+    rows.append(Row(f"memory per buffered jt.log point ({LOG_CALLS:,} points, writer paused)",
+                    f"{per_point:.0f} B", "-", "<= 100 B", per_point <= 100,
+                    "tracemalloc; the floor for (time, step, value) as 8-byte numbers is 24 B"))
     return rows, flush
+
+
+def buffered_bytes_per_point(n: int) -> float:
+    """Bytes held per point while points wait for the writer (a recorder whose writer never ran)."""
+    import gc
+    import tracemalloc
+
+    from jupyter_tracking.recorder import RunRecorder
+    from jupyter_tracking.session import Session
+    from jupyter_tracking.store import StoreLocation
+
+    recorder = RunRecorder(StoreLocation("sqlite:///unused.db", "config"), "bench", session=Session())
+    recorder.log_step(0, {"loss": 1.0})  # the key's first point registers it
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for step in range(1, n + 1):
+        recorder.log_step(step, {"loss": 1.0 / step})
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return (after - before) / n
 
 
 def bench_log_metric(stores: Stores) -> list[int]:
