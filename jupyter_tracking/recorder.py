@@ -1,15 +1,16 @@
 """One run: its step-metric buffers, a background writer, and the sink it writes through.
 
 ``RunRecorder.start()`` creates the run through an ``MlflowSink`` (making it MLflow's active run, so the cell's
-own ``mlflow.log_*`` calls land in it); ``log_step()`` is the sub-microsecond path behind ``jt.log``: it appends
-to typed arrays (32 bytes a point, nothing for the garbage collector to walk); a writer thread turns them into
-rows every 0.15 s and writes them; ``finish(status)`` writes the rest and closes the run in one go.
+own ``mlflow.log_*`` calls land in it); ``log_step()`` is the sub-microsecond path behind ``jt.log``: it queues
+the point and packs queued points into typed arrays every few hundred (32 bytes a point, nothing for the garbage
+collector to walk); a writer thread turns them into rows every 0.15 s and writes them; ``finish(status)`` writes the rest and closes the run in one go.
 When the store is unreachable the recorder swaps to a ``SpoolSink`` once, and nothing is lost; what the store
 refuses is recorded in the run (``sinks.py``). Panels read ``recorder.series``; they never write.
 """
 
 from __future__ import annotations
 
+import collections
 import math
 import os
 import sys
@@ -27,9 +28,11 @@ from .limits import MAX_PARAM_LENGTH, MAX_TAG_LENGTH, clean_key, clean_mapping
 from .sinks import OUTAGE, FinalRecord, MlflowSink, SpoolSink, classify, now_ms
 
 WRITE_INTERVAL = 0.15  # seconds between background writes while the cell runs
+PACK_AT = 512  # queued jt.log points packed into typed arrays at once (bounds what the GC sees)
 FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
 AUTO_STEP = -(2**63)  # in the step buffer: "the next step of this key"
 _INT64 = 2**63
+_time = time.time
 
 
 class StepSeries:
@@ -136,9 +139,10 @@ class RunRecorder:
         self.cell_key: str | None = self._tags.get("jupyter_tracking.cell_key")
         self._params: dict[str, str] = {}
         self._metrics: dict[str, float] = {}
-        # jt.log's buffers: a step per point, and (wall time, key id, value) per point.
-        self._steps = array("q")
-        self._points = array("d")
+        # jt.log's points: queued as given, packed (under the drain lock) into one entry per point in each of
+        # the typed buffers (value, step, wall time, key id): 32 bytes a point.
+        self._queue: collections.deque = collections.deque()
+        self._values, self._steps, self._times, self._kids = array("d"), array("q"), array("d"), array("q")
         self._key_ids: dict[str, int] = {}
         self._keys: list[str] = []  # key id -> the key as given
         self._clean_keys: list[str] = []  # key id -> the key as stored
@@ -155,7 +159,8 @@ class RunRecorder:
         self._writer: threading.Thread | None = None
         self._stop = threading.Event()
         self._write_lock = threading.Lock()  # held while a batch is written
-        self._drain_lock = threading.Lock()  # held while buffered points become rows (never during a request)
+        self._drain_lock = threading.Lock()  # held while points are packed or taken from the buffers (short)
+        self._convert_lock = threading.Lock()  # held while taken points become rows (never during a request)
         self._notify = notify or (lambda message: print(f"jupyter_tracking: {message}", file=sys.stderr))
         self._notified: set[str] = set()
         self.logged_keys: set[str] = set()  # step-series keys (jt.log and mlflow.log_metric)
@@ -251,65 +256,78 @@ class RunRecorder:
 
     # ------------------------------------------------------------------ logging (any thread)
     def log_step(self, step: int | None, metrics: dict[str, Any], total: int | None = None) -> None:
-        """Buffer step metrics; the hot path behind ``jt.log``. Steps the store cannot hold (beyond 64 bits,
-        not finite) and values that are not numbers are refused here with one warning."""
+        """Queue step metrics; the hot path behind ``jt.log`` (~0.1 us over the call itself). Every
+        ``PACK_AT`` points they are packed into typed arrays, so a long loop holds 32 bytes a point and leaves the
+        garbage collector nothing to walk. Steps the store cannot hold (beyond 64 bits, not finite) and values
+        that are not numbers are refused when packed, with one warning, and never sent."""
         if total is not None:
             self.total_steps = total
-        wall = time.time()
-        if step is None:
-            step = AUTO_STEP
+        queue = self._queue
+        queue.append((_time(), step, metrics))
+        if len(queue) >= PACK_AT:
+            with self._drain_lock:
+                self._pack()
+
+    def _pack(self) -> None:
+        """Move queued points into the typed buffers (the caller holds the drain lock)."""
+        queue = self._queue
         ids = self._key_ids
-        steps = self._steps
-        points = self._points
-        for key, value in metrics.items():
-            try:
-                number = float(value)
-                steps.append(step)  # first: the writer trusts a point once its 3 numbers are in _points
-            except (TypeError, ValueError, OverflowError):
-                self._buffer_slowly(key, value, step, wall)
-                continue
-            kid = ids.get(key)
-            if kid is None:
-                kid = self._new_key(key)
-            points.extend((wall, kid, number))
+        values, steps, times, kids = self._values, self._steps, self._times, self._kids
+        for _ in range(len(queue)):
+            wall, step, metrics = queue.popleft()
+            if step is None:
+                step = AUTO_STEP
+            elif type(step) is not int or not AUTO_STEP < step < _INT64:
+                step = self._checked_step(step, metrics)
+                if step is None:
+                    continue
+            for key, value in metrics.items():
+                try:
+                    number = float(value)
+                except (TypeError, ValueError, OverflowError):
+                    number = self._converted(key, value)
+                    if number is None:
+                        continue
+                kid = ids.get(key)
+                if kid is None:
+                    kid = self._new_key(key)
+                values.append(number)
+                steps.append(step)
+                times.append(wall)
+                kids.append(kid)
 
-    def _new_key(self, key: str) -> int:
-        with self._drain_lock:
-            kid = self._key_ids.get(key)
-            if kid is None:
-                kid = len(self._keys)
-                self._keys.append(key)
-                self._clean_keys.append(self._clean_metric_key(key))
-                self._key_ids[key] = kid
-        return kid
-
-    def _buffer_slowly(self, key: str, value: Any, step: Any, wall: float) -> bool:
-        """A point the fast path could not take: convert what can be converted, refuse the rest once."""
+    def _checked_step(self, step: Any, metrics: dict[str, Any]) -> int | None:
+        """A step that is not a plain int in MLflow's 64-bit range: converted, or refused once (None)."""
+        keys = ", ".join(sorted(map(str, metrics))) or "no metric"
         try:
-            number = float(value.item() if hasattr(value, "item") else value)
+            as_float = float(step)
+            if not math.isfinite(as_float):
+                raise ValueError
+            whole = int(step)
+        except (TypeError, ValueError, OverflowError):
+            self.notice(f"jt.log(step={_short(step)}) is not a whole number: point of {keys} not logged",
+                        key="step:nan")
+            return None
+        if not AUTO_STEP < whole < _INT64:
+            self.notice(f"jt.log(step={_short(step)}) is beyond the 64-bit steps MLflow stores: point of {keys} "
+                        "not logged", key="step:big")
+            return None
+        return whole
+
+    def _converted(self, key: str, value: Any) -> float | None:
+        """A value ``float()`` did not take (a 0-d array, a string): converted, or refused once (None)."""
+        try:
+            return float(value.item() if hasattr(value, "item") else value)
         except (TypeError, ValueError, AttributeError, OverflowError):
             self.notice(f"jt.log({key}=...) is not a number: skipped", key=f"nan:{key}")
-            return False
-        if step is not AUTO_STEP:
-            try:
-                as_float = float(step)
-                if not math.isfinite(as_float):
-                    raise ValueError
-                step = int(step)
-            except (TypeError, ValueError, OverflowError):
-                self.notice(f"jt.log(step={_short(step)}) is not a whole number: point of {key} not logged",
-                            key=f"step:{key}")
-                return False
-            if not -_INT64 < step < _INT64:
-                self.notice(f"jt.log(step={_short(step)}) is beyond the 64-bit steps MLflow stores: point of "
-                            f"{key} not logged", key=f"bigstep:{key}")
-                return False
-        self._steps.append(step)
-        kid = self._key_ids.get(key)
-        if kid is None:
-            kid = self._new_key(key)
-        self._points.extend((wall, kid, number))
-        return True
+            return None
+
+    def _new_key(self, key: str) -> int:
+        kid = len(self._keys)
+        self._keys.append(key)
+        self._clean_keys.append(self._clean_metric_key(key))
+        self._key_ids[key] = kid
+        return kid
 
     def mirror_logged_metric(self, key: str, value: Any, step: int | None, timestamp: int | None) -> None:
         """A metric the cell logged itself through MLflow: shown live, never logged again by us."""
@@ -375,41 +393,42 @@ class RunRecorder:
         return cleaned
 
     def _drain(self) -> list[tuple[str, float, int, int]]:
-        """Turn buffered ``jt.log`` points into metric rows ``(key, value, timestamp_ms, step)``."""
-        points, steps = self._points, self._steps
-        count = min(len(points) // 3, len(steps))
-        if not count:
-            return []
-        values = points[: 3 * count]
-        step_values = steps[:count]
-        del points[: 3 * count]
-        del steps[:count]
-        keys = self._clean_keys
+        """Turn buffered ``jt.log`` points into metric rows ``(key, value, timestamp_ms, step)`` (the caller
+        holds the convert lock). The drain lock, which ``jt.log`` may wait for, is held only to take the buffers."""
+        with self._drain_lock:
+            self._pack()
+            count = len(self._kids)
+            if not count:
+                return []
+            buffers = (self._values, self._steps, self._times, self._kids)
+            values, steps, times, kids = (buffer[:count] for buffer in buffers)
+            for buffer in buffers:
+                del buffer[:count]
+            keys = list(self._clean_keys)
         next_step = self._next_step
         rows = []
-        for index in range(count):
-            key = keys[int(values[3 * index + 1])]
-            step = step_values[index]
+        for value, step, wall, kid in zip(values, steps, times, kids):
+            key = keys[kid]
             if step == AUTO_STEP:
                 step = next_step.get(key, 0)
             next_step[key] = step + 1
-            rows.append((key, values[3 * index + 2], int(values[3 * index] * 1000), step))
-        self.logged_keys.update(keys[int(kid)] for kid in set(values[1::3]))
+            rows.append((key, value, int(wall * 1000), step))
+        self.logged_keys.update(keys[kid] for kid in set(kids))
         self.series.extend(rows)
         return rows
 
     def drain_now(self) -> set[str]:
         """Move buffered points to the pending write (so their keys are known); returns the step-series keys.
 
-        Takes only the drain lock: the writer may be stuck in a request to a dying server with the write lock.
+        Takes only the convert lock: the writer may be stuck in a request to a dying server with the write lock.
         """
-        with self._drain_lock:
+        with self._convert_lock:
             self._pending_rows.extend(self._drain())
         return set(self.logged_keys)
 
     def _write_loop(self) -> None:
         while not self._stop.wait(WRITE_INTERVAL):
-            with self._drain_lock:
+            with self._convert_lock:
                 rows = self._drain()
             if rows:
                 with self._write_lock:
@@ -469,7 +488,7 @@ class RunRecorder:
         renamed: dict[str, str] = {}
         end_time, single = now_ms(), []
         try:
-            with self._drain_lock:
+            with self._convert_lock:
                 rows = self._pending_rows + self._drain()
                 self._pending_rows = []
             if not writer_done:
