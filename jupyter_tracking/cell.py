@@ -495,7 +495,7 @@ class _CardHistory:
 
     def __init__(self) -> None:
         self.previous: dict[tuple[str, str], tuple[str, dict[str, str], dict[str, float]]] = {}
-        self.best: dict[tuple[str, str, str], tuple[float, str] | None] = {}
+        self.best: dict[tuple[str, str, str, str], tuple[float, str] | None] = {}
 
 
 _history = _CardHistory()
@@ -504,7 +504,8 @@ MAX_BEST_LOOKUPS = 8
 
 def comparison_for(summary: RunSummary):
     """The card's comparison for a finished run (previous run of its cell, best earlier values)."""
-    from .panels.card import Comparison, metric_goal
+    from .goals import experiment_overrides, metric_goal
+    from .panels.card import Comparison
 
     comparison = Comparison()
     if summary.run_id is None or summary.experiment_id is None:
@@ -512,6 +513,7 @@ def comparison_for(summary: RunSummary):
     location = store_module.resolve_store()
     client = store_module.client_for(location)
     uri = location.uri
+    comparison.goals = experiment_overrides(client, [summary.experiment_id])
     if summary.cell_key:
         key = (uri, summary.cell_key)
         if key not in _history.previous:
@@ -528,8 +530,10 @@ def comparison_for(summary: RunSummary):
             comparison.previous_run_id, comparison.previous_params, comparison.previous_metrics = _history.previous[key]
     current = {**summary.metrics, **summary.last_step_values}
     for metric_key in sorted(current)[:MAX_BEST_LOOKUPS]:
-        goal = metric_goal(metric_key)
-        cache_key = (uri, summary.experiment_id, metric_key)
+        goal = metric_goal(metric_key, comparison.goals)
+        if goal is None:
+            continue  # unknown goal: no best to compare with
+        cache_key = (uri, summary.experiment_id, metric_key, goal)
         if cache_key not in _history.best:
             order = "ASC" if goal == "min" else "DESC"
             found = client.search_runs(
@@ -546,9 +550,9 @@ def comparison_for(summary: RunSummary):
         if summary.cell_key:
             _history.previous[(uri, summary.cell_key)] = (summary.run_id, dict(summary.params), current)
         for metric_key, value in current.items():
-            cache_key = (uri, summary.experiment_id, metric_key)
+            goal = metric_goal(metric_key, comparison.goals)
+            cache_key = (uri, summary.experiment_id, metric_key, goal)
             best = _history.best.get(cache_key)
-            goal = metric_goal(metric_key)
             if cache_key in _history.best and (
                 best is None or (value < best[0] if goal == "min" else value > best[0])
             ):
