@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from IPython.core.error import UsageError
 
-from jupyter_tracking import goals
+from jupyter_tracking import goals, queries, sweep
+from jupyter_tracking.panels.card import MIME_TYPE, Comparison, card_data, render_html, render_text
+from jupyter_tracking.recorder import RunSummary
+from tests.stores import runs_of, store_client
+
+EXPERIMENT = "goals"  # the default experiment of the `shell` fixture (conftest.py)
 
 # (metric name as logged, where it comes from, expected goal). None: the name says nothing sure.
 METRICS = [
@@ -200,3 +206,154 @@ def test_check_overrides_and_tags():
         goals.check_overrides({"reward": "higher"})
     tags = {"jupyter_tracking.goal.reward": "max", "jupyter_tracking.goal.bad": "up", "other": "min"}
     assert goals.overrides_from_tags(tags) == {"reward": "max"}
+
+
+# ---------------------------------------------------------------------------------------------- the card
+
+
+def _summary(metrics: dict[str, float]) -> RunSummary:
+    return RunSummary("r2", "try", "1", "exp", "FINISHED", 100.0, 101.0, params={}, metrics=metrics)
+
+
+def test_card_shows_unknown_goals_neutral_and_known_ones_coloured():
+    comparison = Comparison(previous_run_id="r1", previous_metrics={"weird": 2.0, "val_loss": 0.5, "reward": 4.0},
+                            best={"val_loss": (0.25, "r0")})
+    data = card_data(_summary({"weird": 3.0, "val_loss": 0.4, "reward": 5.0}), comparison, notebook=None, cell_id=None)
+    by_key = {m["key"]: m for m in data["metrics"]}
+    assert by_key["weird"]["goal"] is None and by_key["val_loss"]["goal"] == "min"
+    assert by_key["reward"]["goal"] == "max"
+    page = render_html(data)
+    weird_row = page[page.index(">weird<"):].split("</tr>")[0]
+    loss_row = page[page.index(">val_loss<"):].split("</tr>")[0]
+    reward_row = page[page.index(">reward<"):].split("</tr>")[0]
+    assert '<span style="color:#888">+1 vs previous</span>' in weird_row  # neutral
+    assert '<span style="color:#2e7d32">−0.1 vs previous</span>' in loss_row  # a lower loss: better
+    assert '<span style="color:#2e7d32">+1 vs previous</span>' in reward_row  # a higher reward: better
+    assert "weird=3 (+1 vs previous)" in render_text(data)
+    # The experiment's override decides, and is carried in the JSON for the JupyterLab card.
+    comparison.goals = {"weird": "max", "reward": "min"}
+    data = card_data(_summary({"weird": 3.0, "reward": 5.0}), comparison, notebook=None, cell_id=None)
+    assert [(m["key"], m["goal"]) for m in data["metrics"]] == [("reward", "min"), ("weird", "max")]
+    page = render_html(data)
+    assert '<span style="color:#c62828">+1 vs previous</span>' in page[page.index(">reward<"):]
+    assert '<span style="color:#2e7d32">+1 vs previous</span>' in page[page.index(">weird<"):]
+
+
+def _card_of(shell, source: str) -> dict:
+    bundles = []
+    shell.display_pub.publish = lambda data, *a, **k: bundles.append(data)  # capture the raw bundle
+    try:
+        result = shell.run_cell(source)
+    finally:
+        del shell.display_pub.publish
+    assert result.error_before_exec is None and result.error_in_exec is None, result
+    return next(bundle for bundle in bundles if MIME_TYPE in bundle)[MIME_TYPE]
+
+
+def test_config_goal_is_an_experiment_tag_used_by_card_best_and_grid(shell, project, capsys):
+    cell = "%%track probe\nweird = {value} * 1.0\nreward = {value} * 2\n"
+    shell.run_cell(cell.format(value=3))
+    data = _card_of(shell, cell.format(value=5))
+    goals_of = {m["key"]: (m["goal"], m["best"]) for m in data["metrics"]}
+    assert goals_of == {"weird": (None, None), "reward": ("max", 6.0)}  # unknown: no best, no colour
+    with pytest.raises(UsageError, match="'weird' improves is unknown: say --max or --min"):
+        shell.run_line_magic("track", "best weird")
+    with pytest.raises(UsageError, match="not both"):
+        shell.run_line_magic("track", "best weird --max --min")
+    low, high = runs_of(project, EXPERIMENT)
+    capsys.readouterr()
+    shell.run_line_magic("track", "best weird --min")
+    assert f"({low.info.run_id})" in capsys.readouterr().out
+    shell.run_line_magic("track", "best reward")
+    assert f"({high.info.run_id})" in capsys.readouterr().out
+
+    shell.run_line_magic("track", "config --goal weird:max,reward:min --goal latency_ms:max")
+    out = capsys.readouterr().out
+    assert "goals set for this experiment: latency_ms max, reward min, weird max" in out
+    experiment = store_client(project).get_experiment_by_name(EXPERIMENT)
+    assert {k: v for k, v in experiment.tags.items() if k.startswith("jupyter_tracking.goal.")} == {
+        "jupyter_tracking.goal.weird": "max", "jupyter_tracking.goal.reward": "min",
+        "jupyter_tracking.goal.latency_ms": "max"}
+    # A fresh session (another kernel) reads the same tags: the card's JSON carries them.
+    import jupyter_tracking.cell as cell_module
+
+    cell_module._history = cell_module._CardHistory()
+    data = _card_of(shell, cell.format(value=4))
+    assert {m["key"]: (m["goal"], m["best"]) for m in data["metrics"]} == {"weird": ("max", 5.0), "reward": ("min", 6.0)}
+    capsys.readouterr()
+    shell.run_line_magic("track", "best reward")
+    assert f"({low.info.run_id})" in capsys.readouterr().out
+    shell.run_line_magic("track", "best weird")
+    assert f"({high.info.run_id})" in capsys.readouterr().out
+
+    # --grid judges by the override too: the lowest reward is the best child.
+    shell.user_ns["grid"] = {"depth": [1, 3, 2]}
+    shell.run_cell("%%track --grid grid\nreward = depth * 1.5\n")
+    parent = next(r for r in runs_of(project, EXPERIMENT) if queries.GRID_TAG in r.data.tags)
+    assert parent.data.tags[sweep.BEST_METRIC_TAG] == "reward:min"
+    best = queries.get_run(parent.data.tags[queries.BEST_CHILD_TAG])
+    assert best.data.params["depth"] == "1"
+
+    # auto gives the metric back to the rule; a bad goal is one usage line.
+    shell.run_line_magic("track", "config --goal reward:auto")
+    assert "goals set for this experiment: latency_ms max, weird max" in capsys.readouterr().out
+    assert "jupyter_tracking.goal.reward" not in store_client(project).get_experiment_by_name(EXPERIMENT).tags
+    with pytest.raises(UsageError, match="METRIC:min, METRIC:max or METRIC:auto, got 'reward:up'"):
+        shell.run_line_magic("track", "config --goal reward:up")
+
+
+def test_python_api_configure_goals(shell, project):
+    import jupyter_tracking as jt
+
+    jt.configure(goals={"reward": "min", "mrr": "max"})
+    experiment = store_client(project).get_experiment_by_name(EXPERIMENT)
+    assert goals.overrides_from_tags(experiment.tags) == {"reward": "min", "mrr": "max"}
+    with pytest.raises(goals.GoalError):
+        jt.configure(goals={"reward": "up"})
+    jt.configure(goals={"reward": None})
+    experiment = store_client(project).get_experiment_by_name(EXPERIMENT)
+    assert goals.overrides_from_tags(experiment.tags) == {"mrr": "max"}
+
+
+# ---------------------------------------------------------------------------------------------- --grid
+
+
+def test_grid_picks_the_highest_reward(shell, project, capsys):
+    shell.user_ns["grid"] = {"gamma": [0.9, 0.99, 0.95]}
+    result = shell.run_cell("%%track --grid grid\nreward = 100 * gamma\nepisode_length = 10\n")
+    assert result.error_in_exec is None and result.error_before_exec is None
+    parent = next(r for r in runs_of(project, EXPERIMENT) if queries.GRID_TAG in r.data.tags)
+    assert parent.data.tags[sweep.BEST_METRIC_TAG] == "reward:max"
+    best = queries.get_run(parent.data.tags[queries.BEST_CHILD_TAG])
+    assert best.data.params["gamma"] == "0.99"
+    assert "best #2: reward = 99" in capsys.readouterr().out
+
+
+def test_grid_by_an_unknown_metric_picks_no_best_and_says_so(shell, project, capsys):
+    shell.user_ns["grid"] = {"k": [1, 2]}
+    shell.run_cell("%%track --grid grid\nweird = k * 1.0\n")
+    parent = next(r for r in runs_of(project, EXPERIMENT) if queries.GRID_TAG in r.data.tags)
+    assert queries.BEST_CHILD_TAG not in parent.data.tags and sweep.BEST_METRIC_TAG not in parent.data.tags
+    assert "no best child picked: which way 'weird' improves is unknown: use --best-by weird:max" in \
+        capsys.readouterr().err
+    with pytest.raises(UsageError, match="'weird' improves is unknown: write --best-by weird:max or weird:min"):
+        shell.run_cell_magic("track", "--grid grid --best-by weird", "weird = k * 1.0\n")
+    state = sweep.run_grid(shell, "weird = k * 1.0\n", _options(), {"k": [1, 2]}, best_by=("weird", "max"), show=False)
+    assert state.rows[state.best_index].bindings == {"k": 2}
+
+
+def _options():
+    from jupyter_tracking.cell import TrackOptions
+
+    return TrackOptions()
+
+
+def test_parse_best_by():
+    assert sweep.parse_best_by("test_acc") == ("test_acc", "max")
+    assert sweep.parse_best_by("reward") == ("reward", "max")
+    assert sweep.parse_best_by("ndcg@10") == ("ndcg@10", "max")
+    assert sweep.parse_best_by("val_loss") == ("val_loss", "min")
+    assert sweep.parse_best_by("metrics.weird:MAX") == ("weird", "max")
+    for bad in ("x:sideways", ":max"):
+        with pytest.raises(sweep.GridError, match="METRIC or METRIC:min"):
+            sweep.parse_best_by(bad)
