@@ -178,8 +178,8 @@ class TrackingMagics(Magics):
             from .goals import overrides_for
 
             current = _reported(overrides_for, location, default_experiment_name())
-            shown = ", ".join(f"{metric} {goal}" for metric, goal in sorted(current.items())) or "none (the rule decides)"
-            print(f"jupyter_tracking: goals set for this experiment: {shown}")
+            shown = ", ".join(f"{metric} {goal}" for metric, goal in sorted(current.items()))
+            print(f"jupyter_tracking: goals set for this experiment: {shown or 'none (the rule decides)'}")
 
     def _sync(self, rest: str) -> None:
         """%track sync"""

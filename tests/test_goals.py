@@ -279,7 +279,8 @@ def test_config_goal_is_an_experiment_tag_used_by_card_best_and_grid(shell, proj
 
     cell_module._history = cell_module._CardHistory()
     data = _card_of(shell, cell.format(value=4))
-    assert {m["key"]: (m["goal"], m["best"]) for m in data["metrics"]} == {"weird": ("max", 5.0), "reward": ("min", 6.0)}
+    goals_of = {m["key"]: (m["goal"], m["best"]) for m in data["metrics"]}
+    assert goals_of == {"weird": ("max", 5.0), "reward": ("min", 6.0)}
     capsys.readouterr()
     shell.run_line_magic("track", "best reward")
     assert f"({low.info.run_id})" in capsys.readouterr().out
