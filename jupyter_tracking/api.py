@@ -168,9 +168,11 @@ def configure(
     forget_experiment_ids()
     location = store_module.configure(uri=uri, experiment=experiment)
     if checked:
+        from . import cell
         from .goals import store_overrides
 
         store_overrides(location, store_module.default_experiment_name(), checked)
+        cell._history.goals.clear()  # this session's next card reads them at once
     return location
 
 

@@ -21,6 +21,7 @@ from . import _active
 from . import context as context_module
 from . import store as store_module
 from .capture import Capture, CaptureRules, analyze, dataframe_digest
+from .goals import OverridesCache
 from .recorder import FAILED, FINISHED, KILLED, RUNNING, RunRecorder, RunSummary
 from .secret_filter import is_secret_name, redact_text
 
@@ -496,6 +497,7 @@ class _CardHistory:
     def __init__(self) -> None:
         self.previous: dict[tuple[str, str], tuple[str, dict[str, str], dict[str, float]]] = {}
         self.best: dict[tuple[str, str, str, str], tuple[float, str] | None] = {}
+        self.goals = OverridesCache()  # the experiments' goal overrides (%track config --goal)
 
 
 _history = _CardHistory()
@@ -504,7 +506,7 @@ MAX_BEST_LOOKUPS = 8
 
 def comparison_for(summary: RunSummary):
     """The card's comparison for a finished run (previous run of its cell, best earlier values)."""
-    from .goals import experiment_overrides, metric_goal
+    from .goals import metric_goal
     from .panels.card import Comparison
 
     comparison = Comparison()
@@ -513,7 +515,7 @@ def comparison_for(summary: RunSummary):
     location = store_module.resolve_store()
     client = store_module.client_for(location)
     uri = location.uri
-    comparison.goals = experiment_overrides(client, [summary.experiment_id])
+    comparison.goals = _history.goals.get(client, uri, summary.experiment_id)
     if summary.cell_key:
         key = (uri, summary.cell_key)
         if key not in _history.previous:

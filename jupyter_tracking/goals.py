@@ -228,6 +228,31 @@ def experiment_overrides(client: Any, experiment_ids: Iterable[str]) -> dict[str
     return merged
 
 
+class OverridesCache:
+    """Experiment overrides as one session last read them, so a run card does not cost a store query each time.
+
+    Read again after ``max_age`` seconds (another kernel's ``%track config --goal`` shows by then) and at once
+    after ``clear()`` (this session changed them).
+    """
+
+    def __init__(self, max_age: float = 30.0) -> None:
+        self.max_age = max_age
+        self._read: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
+
+    def get(self, client: Any, uri: str, experiment_id: str) -> dict[str, str]:
+        import time
+
+        key = (uri, str(experiment_id))
+        cached = self._read.get(key)
+        if cached is None or time.monotonic() - cached[0] > self.max_age:
+            cached = (time.monotonic(), experiment_overrides(client, [experiment_id]))
+            self._read[key] = cached
+        return cached[1]
+
+    def clear(self) -> None:
+        self._read.clear()
+
+
 def overrides_for(location: Any, experiment_name: str) -> dict[str, str]:
     """The overrides of the named experiment in a store ({} when it does not exist yet)."""
     from pathlib import Path

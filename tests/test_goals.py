@@ -274,10 +274,7 @@ def test_config_goal_is_an_experiment_tag_used_by_card_best_and_grid(shell, proj
     assert {k: v for k, v in experiment.tags.items() if k.startswith("jupyter_tracking.goal.")} == {
         "jupyter_tracking.goal.weird": "max", "jupyter_tracking.goal.reward": "min",
         "jupyter_tracking.goal.latency_ms": "max"}
-    # A fresh session (another kernel) reads the same tags: the card's JSON carries them.
-    import jupyter_tracking.cell as cell_module
-
-    cell_module._history = cell_module._CardHistory()
+    # This session's next card uses them at once (another kernel's within OverridesCache.max_age).
     data = _card_of(shell, cell.format(value=4))
     goals_of = {m["key"]: (m["goal"], m["best"]) for m in data["metrics"]}
     assert goals_of == {"weird": ("max", 5.0), "reward": ("min", 6.0)}
@@ -301,6 +298,23 @@ def test_config_goal_is_an_experiment_tag_used_by_card_best_and_grid(shell, proj
     assert "jupyter_tracking.goal.reward" not in store_client(project).get_experiment_by_name(EXPERIMENT).tags
     with pytest.raises(UsageError, match="METRIC:min, METRIC:max or METRIC:auto, got 'reward:up'"):
         shell.run_line_magic("track", "config --goal reward:up")
+
+
+def test_overrides_cache_reads_again_when_old_or_cleared(tmp_path):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.create_experiment("e", artifact_location=str(tmp_path / "artifacts"))
+    client.set_experiment_tag(experiment, "jupyter_tracking.goal.reward", "min")
+    cache = goals.OverridesCache(max_age=3600)
+    assert cache.get(client, "uri", experiment) == {"reward": "min"}
+    client.set_experiment_tag(experiment, "jupyter_tracking.goal.reward", "max")  # as another kernel would
+    assert cache.get(client, "uri", experiment) == {"reward": "min"}  # no store query per card
+    cache.clear()
+    assert cache.get(client, "uri", experiment) == {"reward": "max"}
+    cache.max_age = 0
+    client.set_experiment_tag(experiment, "jupyter_tracking.goal.mrr", "max")
+    assert cache.get(client, "uri", experiment) == {"reward": "max", "mrr": "max"}
 
 
 def test_python_api_configure_goals(shell, project):
