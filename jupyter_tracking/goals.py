@@ -30,8 +30,9 @@ _DOWN = frozenset("""
 """.split())
 _UP = frozenset("""
     accuracy accuracies acc accu precision prec recall sensitivity specificity tpr tnr ppv npv f1 f2 fbeta fscore
-    auc auroc auprc roc map ap ap50 ap75 aps apm apl mrr ndcg dcg hit hits hitrate reward rewards rew return returns ret
-    r2 rsquared bleu sacrebleu rouge chrf meteor cider bertscore iou miou dice jaccard psnr ssim mcc kappa
+    auc auroc auprc roc map ap ap50 ap75 aps apm apl mrr ndcg dcg hit hits hitrate
+    reward rewards rew return returns ret r2 rsquared bleu sacrebleu rouge chrf meteor cider bertscore
+    iou miou dice jaccard psnr ssim mcc kappa
     corr correlation pearson pearsonr spearman spearmanr throughput fps sps qps speedup elbo likelihood
     loglikelihood loglik win wins success solved pass gain utility profit revenue efficiency inception
 """.split())
@@ -58,7 +59,8 @@ _SPLIT_WORDS = frozenset("""
     train training val valid validation test testing eval evaluation dev holdout oof cv mean avg average median
     final best last epoch step total overall macro micro weighted
 """.split())
-_FAMILIES = ("rouge", "bleu", "ndcg", "mrr", "map", "top", "recall", "precision", "acc", "hit")
+# Names that come with a variant glued on (``rougeL``, ``rougeLsum``, ``ndcg10``, ``bleu4``).
+_FAMILIES = ("rouge", "bleu", "ndcg")
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z0-9])(?=[A-Z][a-z])")
 # Spellings that camel-case splitting would tear apart (``mAP50``, ``mIoU``, detectron2's ``APs``).
 _MIXED_CASE = re.compile(r"mAP|mIoU|IoU|AP[sml](?![a-z])")
@@ -77,15 +79,12 @@ def words_of(segment: str) -> list[str]:
 
 
 def _known(word: str) -> str | None:
-    """The vocabulary word ``word`` stands for: itself, without trailing digits (``top5``, ``map50``, ``bleu4``),
-    or a family prefix (``rougel``, ``ndcg10``); None if it is not a word of the rule."""
+    """The vocabulary word ``word`` stands for: itself, without trailing digits (``top5``, ``map50``, ``f1``
+    stays ``f1``), or its family (``rougel``); None if it is not a word of the rule."""
     for candidate in (word, word.rstrip("0123456789")):
         if candidate in _DOWN or candidate in _UP or candidate in _WEAK_UP:
             return candidate
-    for family in _FAMILIES:
-        if word.startswith(family) and (word[len(family):].isdigit() or family in ("rouge", "ndcg", "bleu")):
-            return family
-    return None
+    return next((family for family in _FAMILIES if word.startswith(family)), None)
 
 
 def _goal_of_words(words: list[str]) -> Goal | None:
@@ -137,8 +136,9 @@ def rule_goal(key: str) -> Goal | None:
     if not segments:
         return None
     if len(segments) >= 2 and all(w in _TIME_UNITS for w in words_of(segments[-1])):
-        # ``tokens/s``: a count per time; ``s/it``-style times per thing end in a non-unit word.
-        return _goal_of_words([*words_of(segments[-2]), "per", *words_of(segments[-1])])
+        return _goal_of_words([*words_of(segments[-2]), "per", *words_of(segments[-1])])  # ``tokens/s``
+    if len(segments) >= 2 and all(w in _TIME_UNITS for w in words_of(segments[-2])):
+        return "min"  # ``s/it``, ``ms/step``: a time per thing
     # The last segment names the metric; earlier ones are namespaces (``system/``, ``rollout/``), read only
     # when the last one is just a split or an aggregation (``Loss/train``).
     for segment in reversed(segments):

@@ -126,6 +126,8 @@ METRICS = [
     ("tokens_per_second", "throughput", "max"),
     ("tokens/s", "throughput", "max"),
     ("seconds_per_step", "throughput", "min"),
+    ("s/it", "tqdm", "min"),
+    ("it/s", "tqdm", "max"),
     ("latency_ms", "serving", "min"),
     ("p99_latency", "serving", "min"),
     ("throughput", "serving", "max"),
