@@ -149,9 +149,28 @@ def _calls_track(expression: ast.AST) -> bool:
     )
 
 
-def configure(uri: str | None = None, experiment: str | None = None) -> store_module.StoreLocation:
-    """Set where runs go (any MLflow URI) and the default experiment for this session."""
-    return store_module.configure(uri=uri, experiment=experiment)
+def configure(
+    uri: str | None = None, experiment: str | None = None, goals: Mapping[str, str | None] | None = None,
+) -> store_module.StoreLocation:
+    """Set where runs go (any MLflow URI) and the default experiment for this session.
+
+    ``goals={"reward": "max", "latency": "min"}`` says which way metrics improve (``"auto"`` or None: back to
+    the naming rule of ``jupyter_tracking.goals``); kept as tags of the default experiment, so the card,
+    ``best``, ``--grid`` and the JupyterLab side panel of every kernel use them.
+    """
+    checked = None
+    if goals is not None:
+        from .goals import check_overrides
+
+        checked = check_overrides(goals)  # a bad value fails before anything changes
+    location = store_module.configure(uri=uri, experiment=experiment)
+    if checked:
+        from .goals import store_overrides
+        from .session import current_session
+
+        store_overrides(location, store_module.default_experiment_name(), checked)
+        current_session().card_history.goals.clear()  # this session's next card reads them at once
+    return location
 
 
 @dataclass

@@ -95,7 +95,7 @@ class TrackingMagics(Magics):
     def track(self, line: str, cell: str | None = None) -> Any:
         """Track a cell as one MLflow run (``%%track``), or show/change tracking (``%track ...``).
 
-        Line forms: ``%track`` (status), ``%track config [--uri URI] [--experiment NAME]``,
+        Line forms: ``%track`` (status), ``%track config [--uri URI] [--experiment NAME] [--goal METRIC:max]``,
         ``%track sync`` (deliver runs spooled while the store was unreachable).
         """
         if cell is None:
@@ -114,7 +114,7 @@ class TrackingMagics(Magics):
 
             try:
                 grid = grid_from_expression(self.shell, _unquote(" ".join(args.grid)))
-                best_by = parse_best_by(args.best_by)
+                best_by = parse_best_by(args.best_by, options.experiment)
             except GridError as error:
                 raise UsageError(f"%%track: {error}") from None
             run_grid(self.shell, cell, options, grid, stop_on_error=args.stop_on_error, best_by=best_by)
@@ -158,15 +158,28 @@ class TrackingMagics(Magics):
     @magic_arguments()
     @argument("--uri", help="any MLflow tracking URI (sqlite:///..., http(s)://..., databricks)")
     @argument("--experiment", help="default experiment for tracked cells")
+    @argument("--goal", action="append", default=[], metavar="METRIC:min|max|auto",
+              help="which way METRIC improves, kept with the experiment (repeatable or a,b list; auto: the rule)")
     def _config(self, rest: str) -> None:
-        """%track config [--uri URI] [--experiment NAME]"""
+        """%track config [--uri URI] [--experiment NAME] [--goal METRIC:min|max|auto ...]"""
         args = _parse(self._config, rest)
         from .api import configure
+        from .goals import GoalError, parse_goal_overrides
 
-        location = configure(uri=args.uri, experiment=args.experiment)
+        try:
+            goals = parse_goal_overrides(args.goal) if args.goal else None
+        except GoalError as error:
+            raise UsageError(f"%track config: {error}") from None
+        location = _reported(configure, uri=args.uri, experiment=args.experiment, goals=goals)
         from .store import default_experiment_name
 
         print(f"jupyter_tracking: runs go to {location.describe()}, experiment {default_experiment_name()!r}")
+        if goals:
+            from .goals import overrides_for
+
+            current = _reported(overrides_for, location, default_experiment_name())
+            shown = ", ".join(f"{metric} {goal}" for metric, goal in sorted(current.items()))
+            print(f"jupyter_tracking: goals set for this experiment: {shown or 'none (the rule decides)'}")
 
     def _sync(self, rest: str) -> None:
         """%track sync"""
@@ -195,14 +208,17 @@ class TrackingMagics(Magics):
 
     @magic_arguments()
     @argument("metric", help="metric to rank runs by")
-    @argument("--max", action="store_true", help="higher is better (default: lower is better)")
+    @argument("--max", action="store_true", help="higher is better")
+    @argument("--min", action="store_true", help="lower is better (default for both: the metric's goal)")
     @argument("-e", "--experiment", help="experiment (default: the current one)")
     def _best(self, rest: str) -> None:
-        """%track best METRIC [--max] [-e EXPERIMENT]"""
+        """%track best METRIC [--max | --min] [-e EXPERIMENT]"""
         args = _parse(self._best, rest)
+        if args.max and args.min:
+            raise UsageError("%track best: give --max or --min, not both")
         from .reuse import show_best
 
-        _reported(show_best, args.metric, "max" if args.max else "min", args.experiment)
+        _reported(show_best, args.metric, "max" if args.max else "min" if args.min else None, args.experiment)
 
     @magic_arguments()
     @argument("run_id")

@@ -335,28 +335,55 @@ def metric_columns(frame: pd.DataFrame) -> list[str]:
 
 def best(
     metric: str,
-    mode: str = "min",
+    mode: str | None = None,
     experiment: str | Iterable[str] | None = None,
     *,
     location: StoreLocation | None = None,
 ) -> Run:
     """The finished run of the experiment with the lowest (``mode="min"``) or highest (``"max"``) ``metric``.
 
-    Only runs that logged the metric count, so a sweep's parent (which holds no metrics) never wins.
+    Without ``mode``, the metric's goal decides (``goals.metric_goal`` with the experiment's overrides); a name
+    whose goal is unknown needs ``mode``. Only runs that logged the metric count, so a sweep's parent (which
+    holds no metrics) never wins.
     """
     metric = metric.removeprefix("metrics.")
-    if mode not in ("min", "max"):
+    if mode not in (None, "min", "max"):
         raise QueryError(f"mode must be 'min' or 'max', not {mode!r}.")
+    location = location_or_default(location)
+    ids = experiment_ids(experiment, location)
+    if mode is None:
+        mode = goal_for(metric, experiment_ids_=ids, location=location)
     runs = search(
-        experiment,
         filter="attributes.status = 'FINISHED'",
         order_by=[f"{_quote_key('metrics.' + metric)} {'ASC' if mode == 'min' else 'DESC'}"],
         max_results=1,
         location=location,
+        experiment_ids_=ids,
     )
     if not runs or metric not in runs[0].data.metrics:
         raise QueryError(f"No finished run in this experiment logged the metric {metric!r}.")
     return runs[0]
+
+
+def goal_for(
+    metric: str,
+    experiment: str | Iterable[str] | None = None,
+    *,
+    location: StoreLocation | None = None,
+    experiment_ids_: list[str] | None = None,
+) -> str:
+    """``"min"`` or ``"max"`` for a metric of the experiment(s): ``goals.metric_goal`` with the experiments'
+    overrides; QueryError (one line naming ``--max``/``--min``) when the goal is unknown."""
+    from .goals import describe_unknown, experiment_overrides, metric_goal
+    from .store import client_for
+
+    metric = metric.removeprefix("metrics.")
+    location = location_or_default(location)
+    ids = experiment_ids_ if experiment_ids_ is not None else experiment_ids(experiment, location)
+    goal = metric_goal(metric, experiment_overrides(client_for(location), ids))
+    if goal is None:
+        raise QueryError(describe_unknown(metric, "say --max or --min (mode='max' or 'min' in jt.best)"))
+    return goal
 
 
 # ---------------------------------------------------------------------------------------------- one run
@@ -677,43 +704,26 @@ def grid_of(run: Run) -> dict | None:
         return None
 
 
-_LOWER_IS_BETTER = ("loss", "error", "err", "mse", "rmse", "mae", "mape", "perplexity", "wer", "cer")
-_HIGHER_IS_BETTER = ("acc", "accuracy", "f1", "auc", "roc_auc", "score", "r2", "precision", "recall", "map",
-                     "iou", "dice", "bleu", "rouge")
-
-
-def objective_direction(metric: str) -> str:
-    """``"min"`` or ``"max"``: which way a metric improves, judged by its name (losses down, accuracies up)."""
-    words = metric.lower().replace("-", "_").replace(".", "_").replace("/", "_").split("_")
-    if any(w in _LOWER_IS_BETTER for w in words):
-        return "min"
-    if any(w in _HIGHER_IS_BETTER for w in words):
-        return "max"
-    return "min"
-
-
-def guess_objective(metrics: Iterable[str]) -> tuple[str, str] | None:
-    """The metric a sweep is most likely judged by, and its direction: a held-out (val/test) loss first, then a
-    held-out score, then any loss, any known score, else the first metric. None when there are no metrics.
+def guess_objective(metrics: Iterable[str], overrides: dict[str, str] | None = None) -> tuple[str, str | None] | None:
+    """The metric a sweep is most likely judged by, and its goal (``goals.metric_goal``): a held-out (val/test)
+    loss first, then a held-out score, then any loss, any known score, else the first metric with goal None
+    (unknown: no best can be picked by it). None when there are no metrics.
     """
+    from .goals import metric_goal, words_of
+
     keys = [m.removeprefix("metrics.") for m in metrics]
     if not keys:
         return None
 
     def rank(key: str) -> tuple[int, int]:
-        low = key.lower()
-        held_out = any(s in low for s in ("val", "valid", "test", "eval"))
-        direction = objective_direction(key)
-        words = set(low.replace("-", "_").replace(".", "_").split("_"))
-        known = bool(words & set(_LOWER_IS_BETTER + _HIGHER_IS_BETTER))
-        if known and held_out:
-            return (0 if direction == "min" else 1, keys.index(key))
-        if known:
-            return (2 if direction == "min" else 3, keys.index(key))
-        return (4, keys.index(key))
+        held_out = bool({"val", "valid", "validation", "test", "eval"} & set(words_of(key)))
+        goal = metric_goal(key, overrides)
+        if goal is None:
+            return (4, keys.index(key))
+        return ((0 if held_out else 2) + (0 if goal == "min" else 1), keys.index(key))
 
     key = min(keys, key=rank)
-    return key, objective_direction(key)
+    return key, metric_goal(key, overrides)
 
 
 def load_values(run_id: str, *names: str, location: StoreLocation | None = None) -> Any:

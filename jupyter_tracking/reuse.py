@@ -35,10 +35,13 @@ def best_bundle(run: Any, metric: str, mode: str) -> dict[str, str]:
     return {"text/plain": text, "text/html": page}
 
 
-def show_best(metric: str, mode: str = "min", experiment: str | None = None) -> Any:
-    """``%track best``: show the best run and return it (an MLflow ``Run``)."""
+def show_best(metric: str, mode: str | None = None, experiment: str | None = None) -> Any:
+    """``%track best``: show the best run and return it (an MLflow ``Run``); without ``mode`` the metric's goal
+    decides (a QueryError naming --max/--min when it is unknown)."""
     from IPython.display import display
 
+    if mode is None:
+        mode = queries.goal_for(metric, experiment)
     run = queries.best(metric, mode, experiment)
     display(best_bundle(run, metric, mode), raw=True)
     return run

@@ -24,10 +24,18 @@ class Settings:
 
 @dataclass
 class CardHistory:
-    """What the card compares with, cached per session: previous run per cell, best value per metric."""
+    """What the card compares with, cached per session: previous run per cell, best value per metric (and
+    goal), the experiments' goal overrides (``%track config --goal``)."""
 
     previous: dict[tuple[str, str], tuple[str, dict[str, str], dict[str, float]]] = field(default_factory=dict)
-    best: dict[tuple[str, str, str], tuple[float, str] | None] = field(default_factory=dict)
+    best: dict[tuple[str, str, str, str], tuple[float, str] | None] = field(default_factory=dict)
+    goals: Any = field(default_factory=lambda: _overrides_cache())
+
+
+def _overrides_cache() -> Any:
+    from .goals import OverridesCache
+
+    return OverridesCache()
 
 
 class Session:

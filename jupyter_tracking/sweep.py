@@ -61,16 +61,36 @@ def combinations(grid: dict[str, list]) -> list[dict[str, Any]]:
     return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
 
 
-def parse_best_by(text: str | None) -> tuple[str, str] | None:
-    """``val_loss`` / ``test_acc:max`` -> (metric, "min"|"max"); the direction is guessed from the name if absent."""
+def parse_best_by(text: str | None, experiment: str | None = None) -> tuple[str, str] | None:
+    """``val_loss`` / ``test_acc:max`` -> (metric, "min"|"max"). Without ``:min``/``:max`` the metric's goal
+    decides (``goals.metric_goal`` with the overrides of ``experiment``, default the session's); GridError
+    (one line) when it is unknown.
+    """
     if not text:
         return None
-    metric, _, mode = text.partition(":")
-    metric = metric.strip().removeprefix("metrics.")
-    mode = mode.strip().lower() or queries.objective_direction(metric)
-    if not metric or mode not in ("min", "max"):
+    from .goals import describe_unknown, metric_goal
+
+    metric, _, mode = text.rpartition(":") if ":" in text else (text, "", "")
+    metric, mode = metric.strip().removeprefix("metrics."), mode.strip().lower()
+    if not metric or mode not in ("", "min", "max"):
         raise GridError(f"--best-by expects METRIC or METRIC:min / METRIC:max, got {text!r}")
+    if not mode:
+        from .store import default_experiment_name, resolve_store
+
+        mode = metric_goal(metric, goal_overrides(resolve_store(), experiment or default_experiment_name()))
+        if mode is None:
+            raise GridError(describe_unknown(metric, f"write --best-by {metric}:max or {metric}:min"))
     return metric, mode
+
+
+def goal_overrides(location: Any, experiment: str) -> dict[str, str]:
+    """The experiment's goal overrides (``%track config --goal``); {} when the store cannot say."""
+    from .goals import overrides_for
+
+    try:
+        return overrides_for(location, experiment)
+    except Exception:  # noqa: BLE001 - a store that fails here fails (and spools) the sweep itself next
+        return {}
 
 
 def _jsonable(value: Any) -> Any:
@@ -113,7 +133,7 @@ class SweepState:
     rows: list[Row]
     started: float = field(default_factory=time.monotonic)
     parent_run_id: str | None = None
-    objective: tuple[str, str] | None = None
+    objective: tuple[str, str | None] | None = None  # (metric, goal); goal None: unknown, no best row
     best_index: int | None = None
     status: str = "RUNNING"
     finished_at: float | None = None
@@ -265,8 +285,8 @@ class _LiveTable:
 # ---------------------------------------------------------------------------------------------- the sweep
 
 
-def _objective_value(row: Row, objective: tuple[str, str] | None) -> float | None:
-    if not objective or row.status != "FINISHED":
+def _objective_value(row: Row, objective: tuple[str, str | None] | None) -> float | None:
+    if not objective or objective[1] is None or row.status != "FINISHED":
         return None
     value = row.metrics.get(objective[0])
     if value is None or not math.isfinite(value):
@@ -318,6 +338,7 @@ def run_grid(
     experiment = options.experiment or store_module.default_experiment_name(session)
     notebook = context_module.notebook_path()
     git = context_module.GitProbe(notebook.parent if notebook else Path.cwd())
+    overrides = goal_overrides(location, experiment) if best_by is None else {}
     parent_tags = {**context_tags(source, options.name, location, notebook, session),
                    **{k: v for k, v in options.tags.items() if not is_secret_name(k)}, SWEEP_TAG: "grid",
                    GRID_TAG: json.dumps(_jsonable(grid), separators=(",", ":"))}
@@ -372,7 +393,7 @@ def run_grid(
                 row.run_id = summary.run_id
                 row.metrics = {**summary.last_step_values, **summary.metrics}
             if state.objective is None and row.metrics:
-                state.objective = queries.guess_objective(sorted(row.metrics))
+                state.objective = queries.guess_objective(sorted(row.metrics), overrides)
             state.best_index = _best_index(state)
             table.update(force=True)
     except KeyboardInterrupt as error:  # between two combinations
@@ -394,6 +415,12 @@ def run_grid(
             best = state.rows[state.best_index]
             tags[BEST_CHILD_TAG] = best.run_id or ""
             tags[BEST_METRIC_TAG] = f"{state.objective[0]}:{state.objective[1]}"
+        elif state.objective and state.objective[1] is None:
+            from .goals import describe_unknown
+
+            metric = state.objective[0]
+            print(f"jupyter_tracking: no best child picked: "
+                  f"{describe_unknown(metric, f'use --best-by {metric}:max or {metric}:min')}", file=sys.stderr)
         failed = sum(1 for r in state.rows if r.status == "FAILED")
         tags["jupyter_tracking.grid_summary"] = (
             f"{len(finished)} finished, {failed} failed, {len(state.rows) - len(finished) - failed} not finished")

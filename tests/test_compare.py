@@ -163,5 +163,8 @@ def test_guess_objective():
     assert queries.guess_objective(["metrics.train_loss", "metrics.test_acc", "metrics.val_loss"]) == \
         ("val_loss", "min")
     assert queries.guess_objective(["train_loss", "test_acc"]) == ("test_acc", "max")
-    assert queries.guess_objective(["throughput"]) == ("throughput", "min")
+    assert queries.guess_objective(["throughput"]) == ("throughput", "max")
+    assert queries.guess_objective(["reward", "epoch_count"]) == ("reward", "max")
+    assert queries.guess_objective(["weird", "odd"]) == ("weird", None)  # unknown: no direction guessed
+    assert queries.guess_objective(["weird", "reward"], {"weird": "min"}) == ("weird", "min")
     assert queries.guess_objective([]) is None

@@ -129,6 +129,24 @@ def test_best_min_and_max_skip_parent_and_failed(store):
         queries.best("acc", mode="largest", experiment="grid", location=location)
 
 
+def test_best_without_mode_follows_the_goal_rule_and_the_experiment_overrides(store):
+    location, client, exp = store
+    low = make_run(client, exp, name="low", metrics={"reward": 1.0, "acc": 0.5, "weird": 3.0})
+    high = make_run(client, exp, name="high", metrics={"reward": 9.0, "acc": 0.9, "weird": 7.0})
+    assert queries.best("reward", experiment="grid", location=location).info.run_id == high
+    assert queries.best("acc", experiment="grid", location=location).info.run_id == high
+    with pytest.raises(queries.QueryError, match="'weird' improves is unknown: say --max or --min"):
+        queries.best("weird", experiment="grid", location=location)
+    assert queries.best("weird", "max", experiment="grid", location=location).info.run_id == high
+    # An override kept with the experiment (what `%track config --goal` writes) wins over the rule.
+    client.set_experiment_tag(exp, "jupyter_tracking.goal.reward", "min")
+    client.set_experiment_tag(exp, "jupyter_tracking.goal.weird", "min")
+    assert queries.goal_for("reward", "grid", location=location) == "min"
+    assert queries.best("reward", experiment="grid", location=location).info.run_id == low
+    assert queries.best("weird", experiment="grid", location=location).info.run_id == low
+    assert queries.best("reward", "max", experiment="grid", location=location).info.run_id == high
+
+
 def test_diff_params_metrics_and_code(store):
     location, client, exp = store
     a = make_run(client, exp, name="a", params={"lr": 0.1, "opt": "sgd"}, metrics={"val_loss": 0.5}, code=CODE_A)

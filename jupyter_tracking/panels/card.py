@@ -3,28 +3,21 @@
 ``text/plain`` for terminals and nbval, ``text/html`` (inline styles only, every value escaped) for Jupyter,
 nbconvert and GitHub, and ``application/vnd.jupyter-tracking.run+json`` for the JupyterLab extension.
 Params changed since the previous run of the same cell are marked; metrics show the change against that
-run and against the experiment's best run.
+run and against the experiment's best run, coloured better/worse by the metric's goal (``goals.metric_goal``,
+carried in the JSON as ``goal``: ``"min"``, ``"max"`` or ``null``). An unknown goal is shown neutral.
 """
 
 from __future__ import annotations
 
 import html
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..goals import metric_goal
+
 MIME_TYPE = "application/vnd.jupyter-tracking.run+json"
 STATUS_COLOURS = {"FINISHED": "#2e7d32", "FAILED": "#c62828", "KILLED": "#ef6c00", "RUNNING": "#1565c0"}
-_LOWER_IS_BETTER = re.compile(
-    r"(loss|error|err$|mse|mae|rmse|mape|perplexity|ppl|latency|duration|time|wer|cer|fpr|fnr|regret|cost)",
-    re.IGNORECASE,
-)
-
-
-def metric_goal(key: str) -> str:
-    """"min" for losses, errors and times; "max" otherwise (accuracy, f1, auc, ...)."""
-    return "min" if _LOWER_IS_BETTER.search(key) else "max"
 
 
 @dataclass
@@ -35,6 +28,7 @@ class Comparison:
     previous_params: dict[str, str] = field(default_factory=dict)
     previous_metrics: dict[str, float] = field(default_factory=dict)
     best: dict[str, tuple[float, str]] = field(default_factory=dict)  # key -> (value, run id)
+    goals: dict[str, str] = field(default_factory=dict)  # the experiment's overrides (goals.metric_goal)
 
 
 def format_number(value: float | None) -> str:
@@ -100,7 +94,7 @@ def card_data(summary: Any, comparison: Comparison, *, notebook: str | None, cel
                 "previous": comparison.previous_metrics.get(key),
                 "best": best[0] if best else None,
                 "best_run_id": best[1] if best else None,
-                "goal": metric_goal(key),
+                "goal": metric_goal(key, comparison.goals),
                 "steps": summary.step_counts.get(key, 0),
             }
         )
@@ -192,7 +186,8 @@ def _short(value: Any, limit: int = 60) -> str:
 
 
 def _better(metric: dict[str, Any], reference: float | None) -> bool | None:
-    if reference is None or metric["value"] == reference:
+    """Whether the value improves on ``reference``; None when equal, not comparable or the goal is unknown."""
+    if reference is None or metric["value"] == reference or metric.get("goal") not in ("min", "max"):
         return None
     improved = metric["value"] < reference
     return improved if metric["goal"] == "min" else not improved

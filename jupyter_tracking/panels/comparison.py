@@ -16,7 +16,8 @@ MAX_BEST_LOOKUPS = 8
 
 def comparison_for(summary: Any, session: Any):
     """The card's comparison for a finished run (previous run of its cell, best earlier values)."""
-    from .card import Comparison, metric_goal
+    from ..goals import metric_goal
+    from .card import Comparison
 
     history = session.card_history
     comparison = Comparison()
@@ -25,6 +26,7 @@ def comparison_for(summary: Any, session: Any):
     location = store_module.resolve_store(session=session)
     client = store_module.client_for(location, session)
     uri = location.uri
+    comparison.goals = history.goals.get(client, uri, summary.experiment_id)
     if summary.cell_key:
         key = (uri, summary.cell_key)
         if key not in history.previous:
@@ -41,8 +43,10 @@ def comparison_for(summary: Any, session: Any):
             comparison.previous_run_id, comparison.previous_params, comparison.previous_metrics = history.previous[key]
     current = {**summary.metrics, **summary.last_step_values}
     for metric_key in sorted(current)[:MAX_BEST_LOOKUPS]:
-        goal = metric_goal(metric_key)
-        cache_key = (uri, summary.experiment_id, metric_key)
+        goal = metric_goal(metric_key, comparison.goals)
+        if goal is None:
+            continue  # unknown goal: no best to compare with
+        cache_key = (uri, summary.experiment_id, metric_key, goal)
         if cache_key not in history.best:
             order = "ASC" if goal == "min" else "DESC"
             found = client.search_runs(
@@ -59,9 +63,9 @@ def comparison_for(summary: Any, session: Any):
         if summary.cell_key:
             history.previous[(uri, summary.cell_key)] = (summary.run_id, dict(summary.params), current)
         for metric_key, value in current.items():
-            cache_key = (uri, summary.experiment_id, metric_key)
+            goal = metric_goal(metric_key, comparison.goals)
+            cache_key = (uri, summary.experiment_id, metric_key, goal)
             best = history.best.get(cache_key)
-            goal = metric_goal(metric_key)
             if cache_key in history.best and (
                 best is None or (value < best[0] if goal == "min" else value > best[0])
             ):

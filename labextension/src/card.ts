@@ -3,7 +3,7 @@
  */
 
 import { formatDuration, formatNumber, IDelta, metricDelta, runDuration } from './format';
-import { ICardMetric, ICardParam, IRunCard, RunStatus } from './types';
+import { ICardMetric, ICardParam, IRunCard, MetricGoal, RunStatus } from './types';
 
 const STATUSES: RunStatus[] = ['RUNNING', 'FINISHED', 'FAILED', 'KILLED', 'SCHEDULED'];
 
@@ -17,6 +17,20 @@ function num(value: unknown): number | null {
 
 function strOrNull(value: unknown): string | null {
   return typeof value === 'string' ? value : null;
+}
+
+/** The goal the kernel sent; anything else (missing, an old card, junk) is unknown, never guessed here. */
+function goal(value: unknown): MetricGoal {
+  return value === 'min' || value === 'max' ? value : null;
+}
+
+/** Which way each metric of a card improves, as the kernel decided: `{key: 'min' | 'max' | null}`. */
+export function cardGoals(card: IRunCard): Record<string, MetricGoal> {
+  const goals: Record<string, MetricGoal> = {};
+  for (const m of card.metrics) {
+    goals[m.key] = m.goal;
+  }
+  return goals;
 }
 
 /**
@@ -50,7 +64,7 @@ export function parseCard(data: unknown): IRunCard | null {
           value: num(m.value),
           previous: num(m.previous),
           best: num(m.best),
-          goal: m.goal === 'max' ? 'max' : 'min',
+          goal: goal(m.goal),
           steps: typeof m.steps === 'number' ? m.steps : 0
         }))
     : [];
@@ -92,6 +106,9 @@ export interface IMetricRow {
   /** This run holds the best value of the experiment. */
   isBest: boolean;
   steps: number;
+  goal: MetricGoal;
+  /** Why a change is shown neutral (the goal is unknown) and how to set it; null when the goal is known. */
+  goalNote: string | null;
 }
 
 export interface ICardView {
@@ -138,16 +155,23 @@ export function cardView(card: IRunCard, now: number = Date.now()): ICardView {
     changedParams: rows.filter(r => r.changed),
     otherParams: rows.filter(r => !r.changed),
     metrics: card.metrics.map(m => {
+      // Without a goal there is no best value to hold.
       const isBest =
-        card.best_run_id === card.run_id ||
-        (m.best !== null && m.value !== null && m.value === m.best && card.status !== 'RUNNING');
+        m.goal !== null &&
+        (card.best_run_id === card.run_id ||
+          (m.best !== null && m.value !== null && m.value === m.best && card.status !== 'RUNNING'));
       return {
         key: m.key,
         value: formatNumber(m.value),
         vsPrevious: firstRun ? null : metricDelta(m.value, m.previous, m.goal),
-        vsBest: isBest ? null : metricDelta(m.value, m.best, m.goal),
+        vsBest: isBest || m.goal === null ? null : metricDelta(m.value, m.best, m.goal),
         isBest,
-        steps: m.steps
+        steps: m.steps,
+        goal: m.goal,
+        goalNote:
+          m.goal === null
+            ? `Which way ${m.key} improves is unknown; %track config --goal ${m.key}:max (or :min) sets it`
+            : null
       };
     }),
     withheld: card.withheld.join(', '),

@@ -2,6 +2,8 @@
  * Pure formatting helpers: numbers, durations, times and metric changes. No DOM here (unit-tested).
  */
 
+import { MetricGoal } from './types';
+
 /** A metric value in at most `digits` significant digits; exponent form for very small or large values. */
 export function formatNumber(value: number | null | undefined, digits = 4): string {
   if (value === null || value === undefined || Number.isNaN(value)) {
@@ -67,7 +69,8 @@ export function formatTime(ms: number | null | undefined): string {
   );
 }
 
-export type Direction = 'better' | 'worse' | 'same';
+/** 'changed': it moved, but which way is better is unknown (goal null): shown neutral. */
+export type Direction = 'better' | 'worse' | 'same' | 'changed';
 
 export interface IDelta {
   /** Signed difference, e.g. "-0.0123", or a relative one "+4.2%". */
@@ -76,13 +79,13 @@ export interface IDelta {
 }
 
 /**
- * How `value` compares with `reference` for a metric whose goal is `goal` (lower or higher is better).
- * Null when either is unknown.
+ * How `value` compares with `reference` for a metric whose goal is `goal` (lower or higher is better; null:
+ * unknown, so a change is only 'changed'). Null when either value is unknown.
  */
 export function metricDelta(
   value: number | null | undefined,
   reference: number | null | undefined,
-  goal: 'min' | 'max'
+  goal: MetricGoal
 ): IDelta | null {
   if (
     value === null ||
@@ -107,7 +110,7 @@ export function metricDelta(
       text += ` (${sign}${pct < 10 ? pct.toFixed(1) : Math.round(pct)}%)`;
     }
   }
-  return { text, direction: improved ? 'better' : 'worse' };
+  return { text, direction: goal === null ? 'changed' : improved ? 'better' : 'worse' };
 }
 
 /** Whether `url` is safe to put in an href: only http(s) and same-origin paths. */

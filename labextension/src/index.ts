@@ -184,7 +184,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
       }
     });
-    bridge.cardRendered.connect((_, card) => status.updateFromCard(card));
+    bridge.cardRendered.connect((_, card) => {
+      status.updateFromCard(card);
+      panel.noteGoals(card);
+    });
 
     if (settings) {
       // Loading our settings brings in the cell-toolbar button and the shortcut defined in the schema.

@@ -82,7 +82,7 @@ function renderCard(card: IRunCard, view: ICardView): HTMLElement {
         h('td', {
           className: `jp-TrackingCard-delta ${m.vsPrevious ? 'jp-mod-' + m.vsPrevious.direction : ''}`,
           text: m.vsPrevious ? m.vsPrevious.text : '',
-          title: 'Change since the previous run of this cell'
+          title: m.goalNote ?? 'Change since the previous run of this cell'
         }),
         h('td', {
           className: `jp-TrackingCard-best ${m.isBest ? 'jp-mod-best' : m.vsBest ? 'jp-mod-' + m.vsBest.direction : ''}`,

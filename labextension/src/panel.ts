@@ -6,11 +6,12 @@
 import { Widget } from '@lumino/widgets';
 
 import { getExperiments, getMetricHistory, getRun, searchRuns } from './api';
+import { cardGoals } from './card';
 import { renderChart } from './chartView';
 import { clear, h } from './dom';
 import { formatDuration, formatNumber, formatTime, runDuration } from './format';
 import { ATTRIBUTE_COLUMNS, dataColumns, defaultExperiment, IColumn, nextSort, orderByFor, SortDirection } from './query';
-import { IExperiment, IRunDetail, IRunSummary } from './types';
+import { IExperiment, IRunCard, IRunDetail, IRunSummary, MetricGoal } from './types';
 
 const PAGE_SIZE = 50;
 const MAX_DETAIL_CHARTS = 6;
@@ -90,6 +91,19 @@ export class ExperimentsPanel extends Widget {
 
   get path(): string {
     return this._path;
+  }
+
+  /** Remember which way a card's metrics improve (the kernel's goals, from the card's JSON) for sorting best first. */
+  noteGoals(card: IRunCard): void {
+    const known = this._goals.get(card.experiment_id) || {};
+    this._goals.set(card.experiment_id, { ...known, ...cardGoals(card) });
+  }
+
+  private _goalOf(column: IColumn): MetricGoal {
+    if (column.kind !== 'metric' || !this._experimentId) {
+      return null;
+    }
+    return this._goals.get(this._experimentId)?.[column.key] ?? null;
   }
 
   /** Reload experiments and runs, keeping the chosen experiment, filter, sort and the open run. */
@@ -269,14 +283,16 @@ export class ExperimentsPanel extends Widget {
     const headerCells: HTMLElement[] = [h('th', { className: 'jp-TrackingPanel-select', text: '' })];
     for (const column of columns) {
       const sorted = this._sort && this._sort.column === column.id ? this._sort.direction : null;
+      const goal = this._goalOf(column);
+      const better = goal === 'min' ? ' (lower is better)' : goal === 'max' ? ' (higher is better)' : '';
       headerCells.push(
         h('th', {
           className: `jp-TrackingPanel-sortable jp-mod-${column.kind}`,
           text: column.label + (sorted === 'ASC' ? ' ▲' : sorted === 'DESC' ? ' ▼' : ''),
-          title: `Sort by ${column.kind === 'attr' ? column.label : column.kind + ' ' + column.key}`,
+          title: `Sort by ${column.kind === 'attr' ? column.label : column.kind + ' ' + column.key}${better}`,
           attrs: { 'data-column': column.id, 'aria-sort': sorted === 'ASC' ? 'ascending' : sorted === 'DESC' ? 'descending' : 'none' },
           onClick: () => {
-            this._sort = nextSort(this._sort, column);
+            this._sort = nextSort(this._sort, column, goal);
             void this.loadRuns();
           }
         })
@@ -365,6 +381,7 @@ export class ExperimentsPanel extends Widget {
   private _runs: IRunSummary[] = [];
   private _nextToken: string | null = null;
   private _sort: { column: string; direction: SortDirection } | null = null;
+  private _goals = new Map<string, Record<string, MetricGoal>>();
   private _selected = new Set<string>();
   private _detailRunId: string | null = null;
   private _compareKey: string | null = null;

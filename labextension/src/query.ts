@@ -2,7 +2,7 @@
  * Building REST queries and table columns for the runs browser. Pure (unit-tested).
  */
 
-import { IRunSummary } from './types';
+import { IRunSummary, MetricGoal } from './types';
 
 export type SortDirection = 'ASC' | 'DESC';
 
@@ -31,13 +31,20 @@ export function orderByFor(column: IColumn, direction: SortDirection): string {
   return `${prefix}.${quoteKey(column.key)} ${direction}`;
 }
 
-/** Clicking a header: a new column sorts descending for metrics and times, ascending otherwise; again flips it. */
+/**
+ * Clicking a header: a new column sorts best first for a metric whose goal the kernel sent (ascending for
+ * 'min', descending for 'max'), descending for other metrics and times, ascending otherwise; again flips it.
+ */
 export function nextSort(
   current: { column: string; direction: SortDirection } | null,
-  column: IColumn
+  column: IColumn,
+  goal: MetricGoal = null
 ): { column: string; direction: SortDirection } {
   if (current && current.column === column.id) {
     return { column: column.id, direction: current.direction === 'ASC' ? 'DESC' : 'ASC' };
+  }
+  if (column.kind === 'metric' && goal !== null) {
+    return { column: column.id, direction: goal === 'min' ? 'ASC' : 'DESC' };
   }
   const descending = column.kind === 'metric' || column.key === 'start_time';
   return { column: column.id, direction: descending ? 'DESC' : 'ASC' };

@@ -13,12 +13,18 @@ export interface ICardParam {
   changed: boolean;
 }
 
+/**
+ * Which way a metric improves, as the kernel decided it (jupyter_tracking/goals.py, with the experiment's
+ * overrides): null when unknown. The extension never guesses it from the name itself.
+ */
+export type MetricGoal = 'min' | 'max' | null;
+
 export interface ICardMetric {
   key: string;
   value: number | null;
   previous: number | null;
   best: number | null;
-  goal: 'min' | 'max';
+  goal: MetricGoal;
   steps: number;
 }
 

@@ -1,4 +1,4 @@
-import { cardView, parseCard } from '../card';
+import { cardGoals, cardView, parseCard } from '../card';
 
 const base = {
   version: 1,
@@ -40,7 +40,7 @@ describe('parseCard', () => {
     expect(card.run_name).toBe('r');
     expect(card.status).toBe('FINISHED');
     expect(card.params).toEqual([{ key: 'a', value: '1', previous: null, changed: false }]);
-    expect(card.metrics).toEqual([{ key: 'm', value: null, previous: null, best: null, goal: 'min', steps: 0 }]);
+    expect(card.metrics).toEqual([{ key: 'm', value: null, previous: null, best: null, goal: null, steps: 0 }]);
     expect(card.withheld).toEqual([]);
   });
   it('keeps markup in names as plain text', () => {
@@ -68,6 +68,41 @@ describe('cardView', () => {
     expect(acc.vsPrevious!.direction).toBe('better');
     expect(acc.isBest).toBe(true);
     expect(acc.vsBest).toBeNull();
+  });
+  it('takes the goal from the JSON and never guesses one from the name', () => {
+    const card = parseCard({
+      ...base,
+      metrics: [
+        { key: 'reward', value: 5, previous: 4, best: 6, goal: 'max', steps: 1 },
+        { key: 'val_loss', value: 0.2, previous: 0.25, best: null, goal: null, steps: 1 },
+        { key: 'weird', value: 3, previous: 2, best: null, goal: 'sideways', steps: 1 },
+        { key: 'latency', value: 3, previous: 2, best: null, steps: 1 }
+      ]
+    })!;
+    expect(cardGoals(card)).toEqual({ reward: 'max', val_loss: null, weird: null, latency: null });
+    const [reward, loss, weird, latency] = cardView(card).metrics;
+    expect(reward.vsPrevious!.direction).toBe('better');
+    expect(reward.vsBest!.direction).toBe('worse');
+    expect(reward.goalNote).toBeNull();
+    for (const unknown of [loss, weird, latency]) {
+      expect(unknown.vsPrevious!.direction).toBe('changed');
+      expect(unknown.goal).toBeNull();
+      expect(unknown.goalNote).toContain(`%track config --goal ${unknown.key}:max`);
+    }
+  });
+  it('never calls a metric without a goal the best, even on the best run', () => {
+    const card = parseCard({
+      ...base,
+      best_run_id: 'abc123',
+      metrics: [
+        { key: 'acc', value: 0.9, previous: 0.8, best: 0.9, goal: 'max', steps: 1 },
+        { key: 'weird', value: 3, previous: 2, best: 3, goal: null, steps: 1 }
+      ]
+    })!;
+    const [acc, weird] = cardView(card).metrics;
+    expect(acc.isBest).toBe(true);
+    expect(weird.isBest).toBe(false);
+    expect(weird.vsBest).toBeNull();
   });
   it('highlights nothing on the first run of a cell', () => {
     const view = cardView(parseCard({ ...base, previous_run_id: null })!);

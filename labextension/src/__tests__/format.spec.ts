@@ -59,6 +59,11 @@ describe('metricDelta', () => {
     expect(metricDelta(null, 1, 'min')).toBeNull();
     expect(metricDelta(NaN, 1, 'min')).toBeNull();
   });
+  it('calls a change neither better nor worse when the goal is unknown', () => {
+    expect(metricDelta(0.95, 0.9, null)).toEqual({ text: '+0.05 (+5.6%)', direction: 'changed' });
+    expect(metricDelta(0.85, 0.9, null)!.direction).toBe('changed');
+    expect(metricDelta(0.9, 0.9, null)).toEqual({ text: '±0', direction: 'same' });
+  });
   it('leaves out a percentage against zero', () => {
     expect(metricDelta(0.5, 0, 'max')).toEqual({ text: '+0.5', direction: 'better' });
   });

@@ -22,6 +22,14 @@ describe('order by', () => {
     expect(nextSort(first, metric)).toEqual({ column: 'metric:acc', direction: 'ASC' });
     expect(nextSort(first, param)).toEqual({ column: 'param:lr', direction: 'ASC' });
   });
+  it('sorts a metric best first by the goal the kernel sent', () => {
+    const loss = { id: 'metric:val_loss', kind: 'metric' as const, key: 'val_loss', label: 'val_loss' };
+    const reward = { id: 'metric:reward', kind: 'metric' as const, key: 'reward', label: 'reward' };
+    expect(nextSort(null, loss, 'min')).toEqual({ column: 'metric:val_loss', direction: 'ASC' });
+    expect(nextSort(null, reward, 'max')).toEqual({ column: 'metric:reward', direction: 'DESC' });
+    expect(nextSort(null, loss, null)).toEqual({ column: 'metric:val_loss', direction: 'DESC' }); // unknown: as before
+    expect(nextSort({ column: 'metric:val_loss', direction: 'ASC' }, loss, 'min').direction).toBe('DESC');
+  });
 });
 
 describe('dataColumns', () => {

@@ -243,6 +243,14 @@ def test_filter_and_sort_runs(page):
         "() => document.querySelector('#jupyter-tracking-experiments tr.jp-TrackingPanel-run td:nth-child(2)')"
         "?.textContent === 'first-try'"
     )
+    # A metric sorts best first by the goal its cards carried (the kernel's rule): a loss lowest first.
+    loss_header = panel.locator('th[data-column="metric:val_loss"]')
+    assert "lower is better" in loss_header.get_attribute("title")
+    loss_header.click()
+    page.wait_for_function(
+        "() => document.querySelector('#jupyter-tracking-experiments th[data-column=\"metric:val_loss\"]')"
+        "?.getAttribute('aria-sort') === 'ascending'"
+    )
 
 
 def test_the_cards_open_run_link_shows_that_run_in_the_panel(page):
