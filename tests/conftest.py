@@ -9,6 +9,7 @@ import pytest
 import mlflow
 
 from jupyter_tracking.session import Session, use_session
+from tests.kernels import make_project
 from tests.browser import chromium_browser, chromium_page, jupyter_app  # noqa: F401  (shared fixtures)
 
 
@@ -31,10 +32,7 @@ def _clean_tracking_env(monkeypatch, tmp_path_factory):
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A project folder (has pyproject.toml) with a notebooks/ sub-folder."""
-    root = tmp_path / "proj"
-    (root / "notebooks").mkdir(parents=True)
-    (root / "pyproject.toml").write_text("[project]\nname='demo'\n")
-    return root
+    return make_project(tmp_path / "proj")
 
 
 @pytest.fixture(scope="session")

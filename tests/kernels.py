@@ -107,14 +107,18 @@ class Execution:
 
 class Kernel:
     """A real IPython kernel in ``cwd``. The environment is this process's without ``MLFLOW_TRACKING_URI`` and
-    ``JPY_SESSION_NAME`` (so the kernel resolves the project's own store), plus ``env``; ``load_ext`` runs
-    ``%load_ext jupyter_tracking`` first."""
+    ``JPY_SESSION_NAME`` (so the kernel resolves the project's own store), plus ``env`` (a None value unsets the
+    variable); ``load_ext`` runs ``%load_ext jupyter_tracking`` first."""
 
-    def __init__(self, cwd: Path, env: dict[str, str] | None = None, *, load_ext: bool = False) -> None:
+    def __init__(self, cwd: Path, env: dict[str, str | None] | None = None, *, load_ext: bool = False) -> None:
         from jupyter_client.manager import start_new_kernel
 
         kernel_env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "JPY_SESSION_NAME")}
-        kernel_env.update(env or {})
+        for key, value in (env or {}).items():
+            if value is None:
+                kernel_env.pop(key, None)
+            else:
+                kernel_env[key] = value
         kernel_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), kernel_env.get("PYTHONPATH")) if p)
         self.manager, self.client = start_new_kernel(kernel_name="python3", cwd=str(cwd), env=kernel_env)
         if load_ext:

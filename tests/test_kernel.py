@@ -3,52 +3,13 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import nbformat
 import pytest
-from jupyter_client.manager import start_new_kernel
 from nbclient import NotebookClient
 
+from tests.kernels import Kernel
 from tests.stores import runs_of, store_client
-
-
-class Kernel:
-    """A real IPython kernel driven like JupyterLab drives it (execute requests carry the cell id)."""
-
-    def __init__(self, cwd: Path) -> None:
-        self.manager, self.client = start_new_kernel(kernel_name="python3", cwd=str(cwd))
-
-    def send(self, code: str, cell_id: str | None = None) -> str:
-        content = {"code": code, "silent": False, "store_history": True, "user_expressions": {},
-                   "allow_stdin": False, "stop_on_error": True}
-        message = self.client.session.msg("execute_request", content, metadata={"cellId": cell_id} if cell_id else {})
-        self.client.shell_channel.send(message)
-        return message["header"]["msg_id"]
-
-    def reply(self, msg_id: str, timeout: float = 120) -> dict:
-        while True:
-            reply = self.client.get_shell_msg(timeout=timeout)
-            if reply["parent_header"].get("msg_id") == msg_id:
-                return reply
-
-    def run(self, code: str, cell_id: str | None = None) -> tuple[dict, list[dict]]:
-        """Execute and return the reply and the display outputs of that request."""
-        msg_id = self.send(code, cell_id)
-        reply = self.reply(msg_id)
-        outputs = []
-        while True:
-            try:
-                message = self.client.get_iopub_msg(timeout=2)
-            except Exception:  # noqa: BLE001 - queue drained
-                break
-            if message["parent_header"].get("msg_id") == msg_id and message["msg_type"] == "display_data":
-                outputs.append(message["content"]["data"])
-        return reply, outputs
-
-    def close(self) -> None:
-        self.client.stop_channels()
-        self.manager.shutdown_kernel(now=True)
 
 
 @pytest.fixture
@@ -59,15 +20,12 @@ def kernel(project):
 
 
 def test_runs_of_the_same_cell_are_linked_by_its_id(kernel, project):
-    reply, _ = kernel.run("%load_ext jupyter_tracking\n%track config --experiment kernel", "cell-0")
-    assert reply["content"]["status"] == "ok"
+    kernel.run_ok("%load_ext jupyter_tracking\n%track config --experiment kernel", "cell-0")
     tracked = "%%track\nepochs = 3\nscore = epochs / 4\n"
-    reply, _ = kernel.run(tracked, "cell-a")
-    assert reply["content"]["status"] == "ok"
-    first_count = reply["content"]["execution_count"]
-    kernel.run("epochs = 5", "cell-b")
-    kernel.run("%%track\nloss = 1 / epochs\n", "cell-c")
-    reply, outputs = kernel.run(tracked.replace("3", "4"), "cell-a")  # the same cell, edited and re-run
+    first_count = kernel.run_ok(tracked, "cell-a").reply["content"]["execution_count"]
+    kernel.run_ok("epochs = 5", "cell-b")
+    kernel.run_ok("%%track\nloss = 1 / epochs\n", "cell-c")
+    outputs = kernel.run_ok(tracked.replace("3", "4"), "cell-a").displays  # the same cell, edited and re-run
     first, other, again = runs_of(project, "kernel")
     assert first.data.tags["jupyter_tracking.cell_id"] == "cell-a" == again.data.tags["jupyter_tracking.cell_id"]
     assert other.data.tags["jupyter_tracking.cell_id"] == "cell-c"
@@ -83,10 +41,9 @@ def test_runs_of_the_same_cell_are_linked_by_its_id(kernel, project):
 
 
 def test_interrupting_the_kernel_marks_the_run_killed_and_the_next_cell_works(kernel, project):
-    reply, _ = kernel.run("%load_ext jupyter_tracking\n%track config --experiment interrupts")
-    assert reply["content"]["status"] == "ok"
+    kernel.run_ok("%load_ext jupyter_tracking\n%track config --experiment interrupts")
     # The kernel creates the store first (this test reads it from another process while the cell runs).
-    assert kernel.run("%%track warmup\nready = 2 * 1\n")[0]["content"]["status"] == "ok"
+    kernel.run_ok("%%track warmup\nready = 2 * 1\n")
     msg_id = kernel.send(
         "%%track long\nimport time, jupyter_tracking as jt\nfor step in range(600):\n"
         "    jt.log(step=step, loss=1 / (step + 1))\n    time.sleep(0.05)\n"
@@ -98,11 +55,10 @@ def test_interrupting_the_kernel_marks_the_run_killed_and_the_next_cell_works(ke
         time.sleep(0.3)
         runs = runs_of(project, "interrupts")
         logged = len(client.get_metric_history(runs[-1].info.run_id, "loss")) if len(runs) == 2 else 0
-    kernel.manager.interrupt_kernel()
-    reply = kernel.reply(msg_id)
-    assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
-    assert kernel.run("%%track after\nvalue = 2 * 3\n")[0]["content"]["status"] == "ok"
-    assert kernel.run("import mlflow\nassert mlflow.active_run() is None")[0]["content"]["status"] == "ok"
+    kernel.interrupt()
+    assert kernel.wait(msg_id).error == "KeyboardInterrupt"
+    kernel.run_ok("%%track after\nvalue = 2 * 3\n")
+    kernel.run_ok("import mlflow\nassert mlflow.active_run() is None")
     _, killed, after = runs_of(project, "interrupts")
     assert killed.info.status == "KILLED" and after.info.status == "FINISHED"
     history = client.get_metric_history(killed.info.run_id, "loss")

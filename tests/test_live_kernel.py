@@ -8,76 +8,40 @@ is left in the notebook when the cell ends. Front ends without widgets are check
 from __future__ import annotations
 
 import base64
-import json
 import os
 import re
 import sqlite3
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 import pytest
-from jupyter_client.manager import start_new_kernel
+
+from tests.kernels import Kernel, Message, make_project
 
 SVG = "{http://www.w3.org/2000/svg}"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
-@dataclass
-class Message:
-    at: float  # seconds since the cell was sent
-    msg: dict
-
-    @property
-    def type(self) -> str:
-        return self.msg["msg_type"]
-
-    @property
-    def content(self) -> dict:
-        return self.msg["content"]
-
-    def size(self) -> int:
-        return len(json.dumps(self.content)) + sum(len(b) for b in self.msg.get("buffers") or [])
-
-
-class KernelSession:
-    """A real ipykernel in a project folder, with ``%load_ext jupyter_tracking`` done."""
+class LiveKernel(Kernel):
+    """A real kernel in a project with ``%load_ext jupyter_tracking`` done and the live panel mode set
+    (``JUPYTER_TRACKING_LIVE``); ``run`` returns the time-stamped iopub messages of a cell that succeeded."""
 
     def __init__(self, project: Path, mode: str | None) -> None:
-        env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "JPY_SESSION_NAME")}
-        if mode:
-            env["JUPYTER_TRACKING_LIVE"] = mode
-        else:
-            env.pop("JUPYTER_TRACKING_LIVE", None)
+        super().__init__(project / "notebooks", {"JUPYTER_TRACKING_LIVE": mode})
         self.project = project
-        self.manager, self.client = start_new_kernel(kernel_name="python3", env=env, cwd=str(project / "notebooks"))
         self.run("%load_ext jupyter_tracking\n%track config --experiment live\nimport jupyter_tracking as jt, time, math")
 
     def run(self, code: str, timeout: float = 300) -> list[Message]:
-        messages: list[Message] = []
-        start = time.monotonic()
-        reply = self.client.execute_interactive(
-            code, timeout=timeout, output_hook=lambda msg: messages.append(Message(time.monotonic() - start, msg)),
-        )
-        errors = [m.content for m in messages if m.type == "error"]
-        assert reply["content"]["status"] == "ok", errors
-        return messages
-
-    def close(self) -> None:
-        self.client.stop_channels()
-        self.manager.shutdown_kernel(now=True)
+        return self.run_ok(code, timeout=timeout).messages
 
 
 @pytest.fixture(scope="module")
 def widget_kernel(tmp_path_factory):
-    project = tmp_path_factory.mktemp("widgetproj")
-    (project / "notebooks").mkdir()
-    (project / "pyproject.toml").write_text("[project]\nname='demo'\n")
-    session = KernelSession(project, "widget")
+    project = make_project(tmp_path_factory.mktemp("widgetproj"))
+    session = LiveKernel(project, "widget")
     # plotly's first import (1-3 s) is not what these tests measure: do it before the first tracked cell
     session.run("import plotly.graph_objects")
     yield session
@@ -247,13 +211,11 @@ for epoch in range(14):
 
 
 def test_a_failing_cell_leaves_the_curves_up_to_the_failure(widget_kernel):
-    messages: list[Message] = []
-    start = time.monotonic()
-    reply = widget_kernel.client.execute_interactive(
+    execution = widget_kernel.execute(
         "%%track breaks\nfor epoch in range(6):\n    jt.log(step=epoch, train_loss=1.0 / (epoch + 1))\n"
-        "    time.sleep(0.2)\nraise ValueError('diverged')\n",
-        timeout=300, output_hook=lambda msg: messages.append(Message(time.monotonic() - start, msg)))
-    assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "ValueError"
+        "    time.sleep(0.2)\nraise ValueError('diverged')\n")
+    assert execution.error == "ValueError"
+    messages = execution.messages
     final = [m for m in messages if m.type == "update_display_data"]
     assert len(final) == 1
     text = final[0].content["data"]["text/plain"]
@@ -263,7 +225,7 @@ def test_a_failing_cell_leaves_the_curves_up_to_the_failure(widget_kernel):
 
 # ---------------------------------------------------------------------- front ends without widgets
 def test_image_fallback_updates_a_picture_about_once_a_second(project):
-    session = KernelSession(project, "image")
+    session = LiveKernel(project, "image")
     try:
         messages = session.run("""%%track pictures
 for epoch in range(30):

@@ -11,6 +11,7 @@ import pytest
 from IPython.core.error import UsageError
 
 from jupyter_tracking import queries, sweep
+from tests.kernels import Kernel
 from tests.stores import runs_of
 
 GRID_CELL = """%%track --grid grid
@@ -204,31 +205,19 @@ def test_rerun_of_a_sweep_parent_runs_the_grid_again(shell, project):
 
 def test_real_kernel_interrupt_during_a_sweep(project):
     """A real kernel, interrupted with SIGINT while the third combination sleeps."""
-    from jupyter_client.manager import start_new_kernel
-
-    import os
-
-    notebooks = project / "notebooks"
-    # The kernel uses the project's embedded store, whatever this test process's environment holds.
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    km, kc = start_new_kernel(kernel_name="python3", cwd=str(notebooks), env=env)
+    kernel = Kernel(project / "notebooks")  # the project's embedded store, whatever this process's environment
     try:
-        def execute(code: str, timeout: float = 120) -> dict:
-            msg_id = kc.execute(code)
-            return _wait_reply(kc, msg_id, timeout)
-
         # The kernel creates the store first: polling it while MLflow migrates a new database would race.
-        reply = execute("%load_ext jupyter_tracking\n%track config --experiment sweeps\n"
-                        "from jupyter_tracking import store\n"
-                        "store.experiment_id_for(store.resolve_store(), 'sweeps')")
-        assert reply["content"]["status"] == "ok", reply["content"]
-        msg_id = kc.execute("%%track --grid dict(n=[1, 2, 3, 4])\nimport time\nif n == 3:\n    time.sleep(60)\nloss = n\n")
+        kernel.run_ok("%load_ext jupyter_tracking\n%track config --experiment sweeps\n"
+                      "from jupyter_tracking import store\n"
+                      "store.experiment_id_for(store.resolve_store(), 'sweeps')", timeout=120)
+        msg_id = kernel.send("%%track --grid dict(n=[1, 2, 3, 4])\nimport time\nif n == 3:\n    time.sleep(60)\nloss = n\n")
         db = project / "mlflow.db"
         deadline = time.monotonic() + 150
         runs, problem = [], None
         while time.monotonic() < deadline:
-            assert not kc.shell_channel.msg_ready(), (
-                f"the cell ended before the interrupt: {kc.get_shell_msg()['content']}; runs seen: "
+            assert not kernel.client.shell_channel.msg_ready(), (
+                f"the cell ended before the interrupt: {kernel.client.get_shell_msg()['content']}; runs seen: "
                 f"{[(r.info.status, r.data.tags.get(sweep.COMBINATION_TAG)) for r in runs]}; last problem: {problem!r}")
             if db.exists():
                 try:
@@ -242,10 +231,8 @@ def test_real_kernel_interrupt_during_a_sweep(project):
         else:
             pytest.fail(f"the sweep did not reach its third combination: {[(r.info.status, r.data.tags) for r in runs]}")
         time.sleep(0.5)
-        km.interrupt_kernel()
-        reply = _wait_reply(kc, msg_id, 60)
-        assert reply["content"]["status"] == "error", reply["content"]
-        assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
+        kernel.interrupt()
+        assert kernel.wait(msg_id, 60).error == "KeyboardInterrupt"
         runs = all_runs(project)
         parent = next(r for r in runs if queries.GRID_TAG in r.data.tags)
         children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
@@ -253,13 +240,4 @@ def test_real_kernel_interrupt_during_a_sweep(project):
         assert [(c.data.params["n"], c.info.status) for c in children] == [
             ("1", "FINISHED"), ("2", "FINISHED"), ("3", "KILLED")]
     finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
-
-
-def _wait_reply(kc, msg_id: str, timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        reply = kc.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
-        if reply["parent_header"].get("msg_id") == msg_id:
-            return reply
+        kernel.close()

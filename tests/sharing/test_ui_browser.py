@@ -8,32 +8,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
 import pytest
 
+from tests.kernels import make_project, write_notebook
 from tests.browser import save_screenshot, wait_for_kernel_idle
 from tests.sharing.conftest import processes_with, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
 
 
-def make_project(root: Path) -> Path:
-    (root / "notebooks").mkdir(parents=True)
-    (root / "pyproject.toml").write_text("[project]\nname='ui-browser'\n")
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell("%load_ext jupyter_tracking\n%track config --experiment framed-demo"),
-        nbformat.v4.new_code_cell("%%track framed-run --no-live\nlr = 0.3\nscore = max(0.7, lr)"),
-        nbformat.v4.new_code_cell("%tracking_ui --height 520"),
-    ]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    path = root / "notebooks" / "ui.ipynb"
-    nbformat.write(nb, path)
-    return path
+def make_notebook_project(root: Path) -> Path:
+    return write_notebook(make_project(root, "ui-browser") / "notebooks" / "ui.ipynb", [
+        "%load_ext jupyter_tracking\n%track config --experiment framed-demo",
+        "%%track framed-run --no-live\nlr = 0.3\nscore = max(0.7, lr)",
+        "%tracking_ui --height 520",
+    ])
 
 
 def test_the_inline_ui_renders_in_jupyterlab(tmp_path, jupyter_app, chromium_page):
-    make_project(tmp_path / "proj")
+    make_notebook_project(tmp_path / "proj")
     server = jupyter_app(tmp_path / "proj", app="lab")
     page = chromium_page()
     page.goto(server.url("lab/tree/notebooks/ui.ipynb"))

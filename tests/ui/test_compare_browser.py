@@ -12,10 +12,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
 from mlflow import MlflowClient
 
+from tests.kernels import make_project, write_notebook
 from tests.browser import save_screenshot, wait_for_kernel_idle
 from tests.runs_factory import make_experiment, make_run
 
@@ -25,15 +25,8 @@ EVIL = "<img src=x onerror=alert(1)>"
 PAGE_ROWS = ".jt-runs table.jt-table tbody tr.jt-row"
 
 
-def make_project(root: Path, cells: list[str], name: str) -> Path:
-    (root / "notebooks").mkdir(parents=True, exist_ok=True)
-    (root / "pyproject.toml").write_text("[project]\nname='compare-demo'\n")
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    path = root / "notebooks" / f"{name}.ipynb"
-    nbformat.write(nb, path)
-    return path
+def make_notebook_project(root: Path, cells: list[str], name: str) -> Path:
+    return write_notebook(make_project(root, "compare-demo") / "notebooks" / f"{name}.ipynb", cells)
 
 
 def fill_store(root: Path) -> list[str]:
@@ -89,7 +82,7 @@ def first_column(page, key: str) -> list[str]:
 
 def test_panel_filter_sort_select_diff_and_nothing_injected(tmp_path, jupyter_app, chromium_page):
     root = tmp_path / "proj"
-    make_project(root, ["%load_ext jupyter_tracking", "%runs panel"], "compare")
+    make_notebook_project(root, ["%load_ext jupyter_tracking", "%runs panel"], "compare")
     ids = fill_store(root)
     server = jupyter_app(root, app="lab")
     page = chromium_page()
@@ -185,7 +178,7 @@ def test_panel_filter_sort_select_diff_and_nothing_injected(tmp_path, jupyter_ap
 
 def test_sweep_table_fills_in_while_the_cell_runs(tmp_path, jupyter_app, chromium_page):
     root = tmp_path / "proj"
-    make_project(root, [
+    make_notebook_project(root, [
         "%load_ext jupyter_tracking\n%track config --experiment sweep",
         "%%track --grid dict(n=[1, 2, 3, 4, 5, 6])\nimport time\ntime.sleep(1.5)\nval_loss = 1 / n\n",
     ], "sweep")

@@ -12,9 +12,9 @@ import json
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
 
+from tests.kernels import make_project, write_notebook
 from tests.browser import save_screenshot, wait_for_kernel_idle
 
 pytestmark = pytest.mark.browser
@@ -39,18 +39,9 @@ READ_PLOT = """() => {
 }"""
 
 
-def make_project(root: Path) -> Path:
-    (root / "notebooks").mkdir(parents=True)
-    (root / "pyproject.toml").write_text("[project]\nname='browser-demo'\n")
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell("%load_ext jupyter_tracking\nimport jupyter_tracking as jt, time, math"),
-        nbformat.v4.new_code_cell(TRAIN_CELL),
-    ]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    path = root / "notebooks" / "live.ipynb"
-    nbformat.write(nb, path)
-    return path
+def make_notebook_project(root: Path) -> Path:
+    return write_notebook(make_project(root, "browser-demo") / "notebooks" / "live.ipynb",
+                          ["%load_ext jupyter_tracking\nimport jupyter_tracking as jt, time, math", TRAIN_CELL])
 
 
 def cell_is_running(page) -> bool:
@@ -70,7 +61,7 @@ def visible_state(traces: list[dict]) -> dict[str, tuple[int, float]]:
 @pytest.mark.parametrize("app,path", [("lab", "lab/tree/notebooks/live.ipynb"),
                                       ("notebook", "notebooks/notebooks/live.ipynb")])
 def test_live_panel_redraws_in_the_browser_while_the_cell_runs(tmp_path, jupyter_app, chromium_page, app, path):
-    notebook = make_project(tmp_path / "proj")
+    notebook = make_notebook_project(tmp_path / "proj")
     server = jupyter_app(tmp_path / "proj", app=app)
     page = chromium_page()
     page.goto(server.url(path))
