@@ -7,10 +7,13 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: install lab labextension test test-js test-python test-notebooks demo bench clean
 
+## The editable install skips the Node build (`make labextension` does it, from the locked Node packages). The
+## link to the built extension goes first: pip would write the wheel's shared data through it into the build.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip
-	$(BIN)/python -m pip install -q -e ".[test]"
+	rm -rf $(VENV)/share/jupyter/labextensions/jupyter-tracking
+	SKIP_JUPYTER_BUILDER=1 $(BIN)/python -m pip install -q -e ".[test]"
 	touch $(STAMP)
 
 install: $(STAMP)
