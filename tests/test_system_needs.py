@@ -61,7 +61,7 @@ def test_node_missing_from_path_is_named_with_its_debian_packages(tmp_path):
     done, took = _run(["/bin/sh", "tools/system-needs", "chromium", "postgresql", "node"], _env(PATH=path))
     assert done.returncode == 1 and took < 10, done
     sudo = "" if os.geteuid() == 0 else "sudo "
-    assert done.stdout == (f"Missing on this machine: Node.js and npm. Install with: {sudo}apt-get install -y "
+    assert done.stdout == (f"Missing on this machine: Node.js >= 20.19 and npm. Install with: {sudo}apt-get install -y "
                            f"nodejs npm (or: {sudo}make deps)\n")  # fmt: skip
     assert done.stderr == ""
 
@@ -91,4 +91,4 @@ def test_make_deps_asks_apt_get_for_what_is_missing_only(tmp_path):
     assert len(calls) == 2
     # The stand-in installed nothing, so the check after it still misses Node, and says so.
     assert took < 10
-    assert done.returncode != 0 and "Still missing after apt-get: Node.js and npm" in done.stdout, done
+    assert done.returncode != 0 and "Still missing after apt-get: Node.js >= 20.19 and npm" in done.stdout, done
