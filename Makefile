@@ -24,11 +24,12 @@ deps:
 	PYTHON=$(PYTHON) sh tools/system-needs --install chromium postgresql node venv
 
 ## The editable install skips the Node build (`make labextension` does it, from the locked Node packages). The
-## link to the built extension goes first: pip would write the wheel's shared data through it into the build.
+## link to the built extension goes first: pip would write the wheel's shared data through it into the build
+## (an install.json there, which earlier installs left, breaks the wheel build: it is packed from install.json).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip
-	rm -rf $(VENV)/share/jupyter/labextensions/jupyter-tracking
+	rm -rf $(VENV)/share/jupyter/labextensions/jupyter-tracking jupyter_tracking/labextension/install.json
 	SKIP_JUPYTER_BUILDER=1 $(BIN)/python -m pip install -q -e ".[test]"
 	touch $(STAMP)
 
