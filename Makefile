@@ -5,12 +5,32 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install lab labextension test test-js test-python test-notebooks demo bench clean
+.PHONY: install deps lab labextension test test-js test-python test-notebooks demo bench clean
 
+## What the goals need from the system (Debian packages), checked when make starts, before anything runs: when
+## something is missing, make stops at once with one line that names the install command (tools/system-needs).
+GOALS := $(or $(MAKECMDGOALS),install)
+ifeq ($(filter deps clean,$(GOALS)),)
+NEEDS := $(strip \
+	$(if $(filter test test-python,$(GOALS)),chromium postgresql) \
+	$(if $(filter test test-python test-notebooks test-js lab labextension,$(GOALS)),node) \
+	$(if $(wildcard $(BIN)/python),,venv))
+MISSING := $(if $(NEEDS),$(shell PYTHON=$(PYTHON) sh tools/system-needs $(NEEDS)))
+$(if $(MISSING),$(error $(MISSING)))
+endif
+
+## Installs those system packages on Debian (apt-get, as root or through sudo); .ci/run uses it.
+deps:
+	PYTHON=$(PYTHON) sh tools/system-needs --install chromium postgresql node venv
+
+## The editable install skips the Node build (`make labextension` does it, from the locked Node packages). The
+## link to the built extension goes first: pip would write the wheel's shared data through it into the build
+## (an install.json there, which earlier installs left, breaks the wheel build: it is packed from install.json).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip
-	$(BIN)/python -m pip install -q -e ".[test]"
+	rm -rf $(VENV)/share/jupyter/labextensions/jupyter-tracking jupyter_tracking/labextension/install.json
+	SKIP_JUPYTER_BUILDER=1 $(BIN)/python -m pip install -q -e ".[test]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+try:  # written by the build from labextension/package.json: one version for the Python and the JS package
+    from ._version import __version__
+except ImportError:  # a source tree that was never built or installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "__version__",
