@@ -200,7 +200,7 @@ class TrackedExecution:
                 recorder.notice(note)
             for name, frame in result.datasets.items():
                 try:
-                    from .mlflow_internals import dataset_entity
+                    from .internals import dataset_entity
 
                     recorder.add_dataset(dataset_entity(name, frame, dataframe_digest(frame)))
                 except Exception as failure:  # noqa: BLE001

@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from .mlflow_internals import fluent_run_stack
+from .internals import fluent_run_stack
 
 
 class CellMlflowHooks:

@@ -486,6 +486,7 @@ class RunRecorder:
         # A writer stuck in MLflow's HTTP retries keeps its lock: do not wait for it, spool its batch too.
         locked = self._write_lock.acquire(timeout=-1 if writer_done else 0)
         renamed: dict[str, str] = {}
+        kept: dict[str, str] = {}
         end_time, single = now_ms(), []
         try:
             with self._convert_lock:
@@ -502,7 +503,7 @@ class RunRecorder:
             if self._sink.kind == "mlflow" and self._store_gone(fresh=True):
                 self._swap_to_spool(ConnectionError("the store stopped answering"))
             try:
-                renamed = self._finish_through_sink(final)
+                renamed, kept = self._finish_through_sink(final)
             except Exception as error:  # noqa: BLE001 - never break the cell; say what happened
                 self.notice(f"this run could not be completely written ({_short_error(error)})", key="finish")
         finally:
@@ -512,6 +513,7 @@ class RunRecorder:
         params = dict(self._params)
         for key, derived in renamed.items():
             params[derived] = params.pop(key)
+            params[key] = kept.get(key, params[derived])  # the card shows both: the run's value, and ours
         summary = RunSummary(
             run_id=self.run_id, run_name=self.run_name, experiment_id=self.experiment_id,
             experiment_name=self.experiment_name, status=status, start_time=self.start_time,
@@ -526,7 +528,7 @@ class RunRecorder:
             self._tmpdir.cleanup()
         return summary
 
-    def _finish_through_sink(self, final: FinalRecord) -> dict[str, str]:
+    def _finish_through_sink(self, final: FinalRecord) -> tuple[dict[str, str], dict[str, str]]:
         """The run's end through the current sink; an outage swaps to the spool and writes it there."""
         try:
             outcome = self._sink.finish(self.run_id, final, fluent=self._fluent)
@@ -550,7 +552,7 @@ class RunRecorder:
             self.notice(f"the store refused part of this run ({names}{more}); the rest is recorded, and what was "
                         f"refused is named in the run (tag jupyter_tracking.refused, artifact refused.json)",
                         key="refused")
-        return outcome.renamed
+        return outcome.renamed, outcome.kept
 
     def _call_observer(self, observer: Any, method: str, *args: Any) -> None:
         handler = getattr(observer, method, None)

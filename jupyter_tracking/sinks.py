@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import mlflow_internals
+from . import internals
 from . import store as store_module
 
 OUTAGE, REFUSAL = "outage", "refusal"
@@ -88,7 +88,8 @@ class FinalRecord:
 class FinishOutcome:
     """What ``finish`` could not write as asked: params renamed, items refused."""
 
-    renamed: dict[str, str] = field(default_factory=dict)
+    renamed: dict[str, str] = field(default_factory=dict)  # captured key -> the derived key it went under
+    kept: dict[str, str] = field(default_factory=dict)  # those keys -> the value the run already held
     refused: list[dict[str, str]] = field(default_factory=list)
 
 
@@ -179,10 +180,10 @@ class MlflowSink:
         if not rows:
             return
         with _quiet():
-            store = mlflow_internals.sql_store_of(self.client)
+            store = internals.sql_store_of(self.client)
             if store is not None:
                 try:
-                    mlflow_internals.sql_insert_metrics(store, run_id, rows)
+                    internals.sql_insert_metrics(store, run_id, rows)
                     return
                 except Exception as error:  # noqa: BLE001 - an outage raises again below; else MLflow's path
                     if classify(error) == OUTAGE:
@@ -211,16 +212,16 @@ class MlflowSink:
             if outcome.refused:
                 self._record_refusals(run_id, outcome)
         if fluent:
-            mlflow_internals.pop_fluent_run(run_id)
+            internals.pop_fluent_run(run_id)
         return outcome
 
     def _finish_at_once(self, run_id: str, final: FinalRecord, outcome: FinishOutcome) -> None:
-        store = mlflow_internals.sql_store_of(self.client)
+        store = internals.sql_store_of(self.client)
         if store is not None:
             try:
-                outcome.renamed = mlflow_internals.sql_finish_run(
+                outcome.renamed = internals.sql_finish_run(
                     store, run_id, rows=final.rows, params=final.params, tags=final.tags, status=final.status,
-                    end_time=final.end_time, derive_key=derived_key,
+                    end_time=final.end_time, derive_key=derived_key, kept=outcome.kept,
                 )
                 return
             except Exception as error:  # noqa: BLE001 - MLflow's own path below (or an outage)
@@ -241,6 +242,7 @@ class MlflowSink:
         for key, value in params.items():
             if key in existing and existing[key] != value:
                 outcome.renamed[key] = derived_key(key)
+                outcome.kept[key] = existing[key]
                 key = derived_key(key)
             if existing.get(key) != value:
                 result[key] = value
@@ -347,7 +349,7 @@ class SpoolSink:
         self.file.finish(final)
         if fluent and run_id is not None:
             try:
-                mlflow_internals.pop_fluent_run(run_id)
+                internals.pop_fluent_run(run_id)
             except Exception:  # noqa: BLE001 - MLflow is not even importable: nothing to pop
                 pass
         return FinishOutcome()

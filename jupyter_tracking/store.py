@@ -131,7 +131,9 @@ def client_for(location: StoreLocation, session: Session | None = None):
                     _create_embedded_store(location)
                 client = MlflowClient(tracking_uri=location.uri)
                 if location.uri.startswith(("sqlite:", "postgresql", "mysql", "mssql")):
-                    client._tracking_client.store  # noqa: B018 - creates/migrates the database now, quietly
+                    from .internals import store_of
+
+                    store_of(client)  # creates/migrates the database now, quietly
             session.clients[location.uri] = client
         return client
 

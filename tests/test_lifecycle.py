@@ -59,7 +59,7 @@ def test_autolog_changing_a_captured_param_keeps_both_and_closes_the_run(shell, 
     assert spool.pending() == []
     assert "unreachable" not in captured.err and "cannot reach" not in captured.err
     assert "max_depth (kept as max_depth.captured)" in captured.err
-    assert "max_depth.captured" in captured.out  # the card shows both
+    assert "max_depth=2" in captured.out and "max_depth.captured=3" in captured.out  # the card shows both
 
 
 def test_the_cells_own_mlflow_runs_are_children_of_the_tracked_run(shell, project):

@@ -654,38 +654,6 @@ _FIGURE_LOCK = threading.Lock()
 
 
 def _make_figure_class():
-    import plotly.graph_objects as go
+    from ..internals import live_figure_class
 
-    class LiveFigure(go.FigureWidget):
-        def _jt_send(self, trait: str, message: dict, layout_edit: bool, trace_edit: bool) -> None:
-            with self.hold_sync():
-                if layout_edit:
-                    message["layout_edit_id"] = self._last_layout_edit_id = self._last_layout_edit_id + 1
-                    self._layout_edit_in_process = True
-                if trace_edit:
-                    message["trace_edit_id"] = self._last_trace_edit_id = self._last_trace_edit_id + 1
-                    self._trace_edit_in_process = True
-                setattr(self, trait, message)
-            with self._lock_property(**{trait: None}):
-                setattr(self, trait, None)  # reset without another message
-
-        def _send_update_msg(self, restyle_data, relayout_data, trace_indexes=None, source_view_id=None):
-            self._jt_send("_py2js_update", {
-                "style_data": restyle_data, "layout_data": relayout_data,
-                "style_traces": self._normalize_trace_indexes(trace_indexes), "source_view_id": source_view_id,
-            }, True, True)
-
-        def _send_restyle_msg(self, restyle_data, trace_indexes=None, source_view_id=None):
-            self._jt_send("_py2js_restyle", {
-                "restyle_data": restyle_data, "restyle_traces": self._normalize_trace_indexes(trace_indexes),
-                "source_view_id": source_view_id,
-            }, True, True)
-
-        def _send_relayout_msg(self, layout_data, source_view_id=None):
-            self._jt_send("_py2js_relayout", {"relayout_data": layout_data, "source_view_id": source_view_id},
-                          True, False)
-
-        def _send_addTraces_msg(self, new_traces_data):
-            self._jt_send("_py2js_addTraces", {"trace_data": new_traces_data}, True, True)
-
-    return LiveFigure
+    return live_figure_class()

@@ -1,9 +1,11 @@
-"""Every private part of MLflow this package relies on, in one place, each with the reason.
+"""Every private part of MLflow and plotly this package relies on, in one place, each with the reason.
 
 MLflow's public API costs a request (and on SQLite an fsync) per call; a run's end would be a dozen of them.
 On SQL stores we write through MLflow's own tables and models instead (the schema is what MLflow's migrations
 made; we only insert rows MLflow itself would insert). If MLflow changes any of this, the callers fall back to
 the public API (``MlflowSink`` catches the failure and repeats the write through ``MlflowClient``).
+plotly's ``FigureWidget`` sends 2-4 comm messages per update; the live panel's figure sends one (its private
+message methods, overridden in ``live_figure_class``).
 """
 
 from __future__ import annotations
@@ -17,12 +19,18 @@ _MAX_DOUBLE = sys.float_info.max
 SQL_STORE_CLASSES = ("SqlAlchemyStore", "WorkspaceAwareSqlAlchemyStore")
 
 
+def store_of(client: Any) -> Any:
+    """The store object behind an ``MlflowClient`` (creating it: for a SQL store, this creates or migrates the
+    database). Private: ``MlflowClient._tracking_client.store`` is how MLflow's client reaches its store."""
+    return client._tracking_client.store
+
+
 def sql_store_of(client: Any) -> Any:
     """The ``SqlAlchemyStore`` behind an ``MlflowClient``, or None for other stores.
 
     Private: ``MlflowClient._tracking_client.store`` is how MLflow's client reaches its store.
     """
-    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    store = store_of(client) if hasattr(client, "_tracking_client") else None
     if store is not None and type(store).__name__ in SQL_STORE_CLASSES:
         return store
     return None
@@ -99,11 +107,12 @@ def sql_finish_run(
     status: str,
     end_time: int,
     derive_key: Any,
+    kept: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """The end of a run as ONE transaction: metrics, params, tags, status and end time.
 
-    A param the run already holds with another value (the cell or autolog logged it) keeps its value; ours is
-    written under ``derive_key(key)``. Returns ``{original key: derived key}`` for those.
+    A param the run already holds with another value (the cell or autolog logged it) keeps its value (noted in
+    ``kept``); ours is written under ``derive_key(key)``. Returns ``{original key: derived key}`` for those.
     Private: MLflow's ``SqlParam``/``SqlTag``/``SqlRun`` models and ``ManagedSessionMaker``.
     """
     from mlflow.store.tracking.dbmodels.models import SqlParam, SqlRun, SqlTag
@@ -119,6 +128,8 @@ def sql_finish_run(
                     continue
                 derived = derive_key(key)
                 renamed[key] = derived
+                if kept is not None:
+                    kept[key] = existing[key]
                 if existing.get(derived) == value:
                     continue
                 key = derived
@@ -182,3 +193,45 @@ def pop_fluent_run(run_id: str) -> None:
     monitor = fluent.run_id_to_system_metrics_monitor.pop(run_id, None)
     if monitor is not None:
         monitor.finish()
+
+
+def live_figure_class() -> Any:
+    """A plotly ``FigureWidget`` that sends each update as ONE comm message (plotly sends 2-4 per update).
+
+    Private: plotly's ``_send_*_msg`` methods, ``_py2js_*`` traits, edit ids and ``_lock_property``.
+    """
+    import plotly.graph_objects as go
+
+    class LiveFigure(go.FigureWidget):
+        def _jt_send(self, trait: str, message: dict, layout_edit: bool, trace_edit: bool) -> None:
+            with self.hold_sync():
+                if layout_edit:
+                    message["layout_edit_id"] = self._last_layout_edit_id = self._last_layout_edit_id + 1
+                    self._layout_edit_in_process = True
+                if trace_edit:
+                    message["trace_edit_id"] = self._last_trace_edit_id = self._last_trace_edit_id + 1
+                    self._trace_edit_in_process = True
+                setattr(self, trait, message)
+            with self._lock_property(**{trait: None}):
+                setattr(self, trait, None)  # reset without another message
+
+        def _send_update_msg(self, restyle_data, relayout_data, trace_indexes=None, source_view_id=None):
+            self._jt_send("_py2js_update", {
+                "style_data": restyle_data, "layout_data": relayout_data,
+                "style_traces": self._normalize_trace_indexes(trace_indexes), "source_view_id": source_view_id,
+            }, True, True)
+
+        def _send_restyle_msg(self, restyle_data, trace_indexes=None, source_view_id=None):
+            self._jt_send("_py2js_restyle", {
+                "restyle_data": restyle_data, "restyle_traces": self._normalize_trace_indexes(trace_indexes),
+                "source_view_id": source_view_id,
+            }, True, True)
+
+        def _send_relayout_msg(self, layout_data, source_view_id=None):
+            self._jt_send("_py2js_relayout", {"relayout_data": layout_data, "source_view_id": source_view_id},
+                          True, False)
+
+        def _send_addTraces_msg(self, new_traces_data):
+            self._jt_send("_py2js_addTraces", {"trace_data": new_traces_data}, True, True)
+
+    return LiveFigure
