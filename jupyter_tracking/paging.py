@@ -230,9 +230,9 @@ class FramePager(Pager):
 
 def open_pager(location: Any, experiment_ids: list[str], filter_string: str = "",
                sort: queries.SortKey | None = None, max_results: int | None = None,
-               page_size: int = 20) -> Pager:
+               page_size: int = 20, create_indexes: bool = True) -> Pager:
     """The fastest pager that answers this query exactly (see the module docstring); QueryError (one line) for a
-    filter MLflow refuses."""
+    filter MLflow refuses. ``create_indexes=False`` for readers that must never write (the server extension)."""
     from mlflow.exceptions import MlflowException
 
     from . import run_pages
@@ -240,7 +240,8 @@ def open_pager(location: Any, experiment_ids: list[str], filter_string: str = ""
     filter_string = (filter_string or "").strip()
     store = run_pages.sql_store(location)
     if store is not None:
-        run_pages.ensure_indexes(store)
+        if create_indexes:
+            run_pages.ensure_indexes(store)
         try:
             pager = SqlPager(location, run_pages.SqlRunQuery(store, experiment_ids, filter_string), sort, max_results)
             pager.page(0, page_size)  # an order it cannot reproduce shows up here

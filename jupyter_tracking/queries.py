@@ -347,13 +347,12 @@ def best(
     metric = metric.removeprefix("metrics.")
     if mode not in ("min", "max"):
         raise QueryError(f"mode must be 'min' or 'max', not {mode!r}.")
-    runs = search(
-        experiment,
-        filter="attributes.status = 'FINISHED'",
-        order_by=[f"{_quote_key('metrics.' + metric)} {'ASC' if mode == 'min' else 'DESC'}"],
-        max_results=1,
-        location=location,
-    )
+    from . import paging
+
+    location = location_or_default(location)
+    pager = paging.open_pager(location, experiment_ids(experiment, location), "attributes.status = 'FINISHED'",
+                              SortKey(f"metrics.{metric}", mode == "max"), page_size=1)
+    runs = pager.page(0, 1)  # the store sorts (an SQL store walks an index): one run is loaded
     if not runs or metric not in runs[0].data.metrics:
         raise QueryError(f"No finished run in this experiment logged the metric {metric!r}.")
     return runs[0]
