@@ -247,7 +247,10 @@ def open_pager(location: Any, experiment_ids: list[str], filter_string: str = ""
             pager.page(0, page_size)  # an order it cannot reproduce shows up here
             return pager
         except MlflowException as exc:
-            raise queries.QueryError(queries.one_line(exc)) from exc
+            if exc.error_code == "INVALID_PARAMETER_VALUE":  # a filter or sort MLflow itself refuses
+                raise queries.QueryError(queries.one_line(exc)) from exc
+            # Anything else (MLflow wraps whatever is raised inside its sessions, Untranslatable included):
+            # MLflow's own path answers, or says what is wrong.
         except run_pages.Untranslatable:
             pass
     elif sort is None or sort.name in HTTP_SORTS or sort.name.startswith("metrics."):

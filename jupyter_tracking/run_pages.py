@@ -24,11 +24,13 @@ if TYPE_CHECKING:  # pragma: no cover
 SAMPLE_RUNS = 1000  # newest runs of a query whose params/metrics decide which columns vary
 ATTRIBUTES = ("start_time", "end_time", "duration_s", "status", "run_name", "run_id")
 # Indexes MLflow's schema lacks, named with our prefix so no MLflow migration can collide with them.
+# Each covers its queries (the run id is in the index), so a page never reads the tables' rows to find runs.
 INDEXES = {
-    "jt_runs_experiment_stage_start": ("runs", ("experiment_id", "lifecycle_stage", "start_time")),
-    "jt_latest_metrics_key_value": ("latest_metrics", ("key", "value")),
-    "jt_params_key_value": ("params", ("key", "value")),
+    "jt_runs_experiment_start": ("runs", ("experiment_id", "lifecycle_stage", "start_time", "run_uuid")),
+    "jt_latest_metrics_key_value": ("latest_metrics", ("key", "value", "is_nan", "run_uuid")),
+    "jt_params_key_value": ("params", ("key", "value", "run_uuid")),
 }
+METRIC_INDEX = "jt_latest_metrics_key_value"
 _PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _indexed: set[str] = set()
 _indexed_lock = threading.Lock()
@@ -109,6 +111,8 @@ class SqlRunQuery:
         self._dialect = store._get_dialect()
         if self._dialect not in ("sqlite", "postgresql"):
             raise Untranslatable(f"no page queries for {self._dialect}")
+        self._has_index: bool | None = None
+        self._count: int | None = None
 
     # ------------------------------------------------------------------------------------------ pieces
 
@@ -174,9 +178,11 @@ class SqlRunQuery:
         from mlflow.store.tracking.dbmodels.models import SqlRun
         from sqlalchemy import func, select
 
-        with self._session() as session:
-            stmt = select(func.count()).select_from(SqlRun).where(*self._conditions(session))
-            return int(session.execute(stmt).scalar_one())
+        if self._count is None:
+            with self._session() as session:
+                stmt = select(func.count()).select_from(SqlRun).where(*self._conditions(session))
+                self._count = int(session.execute(stmt).scalar_one())
+        return self._count
 
     def resolve(self, name: str, descending: bool = False) -> OrderKey | None:
         """The sort a typed column name means, as ``queries.resolve_column`` reads it against the frame of all
@@ -244,6 +250,18 @@ class SqlRunQuery:
                                              .join(SqlRun, SqlRun.run_uuid == entity.run_uuid)
                                              .where(entity.key == order.key, *conditions))
                 with_value = select(SqlRun.run_uuid).join(entity, and_(*on)).where(*conditions)
+                if order.kind == "metric" and self._walk_metric_index(session, offset + limit):
+                    # Only the metric in the outer FROM: SQLite reads it in value order off the index and
+                    # stops at the page's end; each run's conditions are checked as it comes.
+                    start = select(SqlRun.start_time).where(SqlRun.run_uuid == entity.run_uuid).scalar_subquery()
+                    walk = (select(entity.run_uuid)
+                            .where(entity.key == order.key, entity.is_nan == false(),
+                                   exists().where(SqlRun.run_uuid == entity.run_uuid, *conditions))
+                            .order_by(value.desc() if order.descending else value.asc(), start.desc(),
+                                      entity.run_uuid))
+                    ids = list(session.scalars(walk.offset(offset).limit(limit)))
+                    if len(ids) == limit:
+                        return ids
                 without_value = select(SqlRun.run_uuid).where(not_(exists().where(*on)), *conditions)
                 count_with = select(func.count()).select_from(SqlRun).join(entity, and_(*on)).where(*conditions)
             ordered = [value.desc() if order.descending else value.asc(),
@@ -254,6 +272,25 @@ class SqlRunQuery:
                 rest = without_value.order_by(*store_order).offset(max(0, offset - n_with))
                 ids += list(session.scalars(rest.limit(limit - len(ids))))
             return ids
+
+    def _walk_metric_index(self, session: Any, wanted: int) -> bool:
+        """Whether to read a metric's runs in value order off our index (SQLite), stopping after ``wanted``
+        matching runs, rather than sort every matching run: when matches are common enough that the walk
+        stops early. SQLite's planner cannot tell without statistics and sometimes picks the slow one."""
+        from mlflow.store.tracking.dbmodels.models import SqlRun
+        from sqlalchemy import func, select, text
+
+        if self._dialect != "sqlite":
+            return False
+        if self._has_index is None:
+            self._has_index = session.execute(text("SELECT 1 FROM sqlite_master WHERE type = 'index' AND "
+                                                   "name = :name"), {"name": METRIC_INDEX}).first() is not None
+        if not self._has_index:
+            return False
+        matching = self.count()
+        everything = session.execute(select(func.count()).select_from(SqlRun).where(
+            SqlRun.experiment_id.in_(self.experiment_ids), SqlRun.lifecycle_stage == "active")).scalar_one()
+        return matching > 0 and wanted * everything / matching < matching
 
     def runs(self, run_ids: list[str]) -> list[Run]:
         """The runs with these ids (params, latest metrics, tags), in the order given."""
