@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import queries
+from . import queries, run_pages
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -79,6 +79,8 @@ class SqlPager(Pager):
         self.max_results = max_results
         self.order = query.resolve(sort.name, sort.descending) if sort else None
         self.sort_column = self.order.column if self.order else None
+        if self.order == run_pages.OrderKey("attribute", "start_time", True):
+            self.order = None  # newest first is the store's own order
         self.total = _capped(query.count(), max_results)
         self._cached: tuple[tuple[int, int], list] | None = None
 
@@ -235,7 +237,6 @@ def open_pager(location: Any, experiment_ids: list[str], filter_string: str = ""
     filter MLflow refuses. ``create_indexes=False`` for readers that must never write (the server extension)."""
     from mlflow.exceptions import MlflowException
 
-    from . import run_pages
 
     filter_string = (filter_string or "").strip()
     store = run_pages.sql_store(location)

@@ -113,6 +113,11 @@ class SqlRunQuery:
             raise Untranslatable(f"no page queries for {self._dialect}")
         self._has_index: bool | None = None
         self._count: int | None = None
+        self._ids: list[str] | None = None
+        # Filters on params, metrics, tags, datasets or run names cost an index lookup per candidate run:
+        # evaluated once per query (``_matching_ids``). Filters on the runs' own columns are cheap to repeat.
+        self._expensive = any(c.get("type") != "attribute" or c.get("key") in ("run_name", "run name")
+                              for c in self._parsed)
 
     # ------------------------------------------------------------------------------------------ pieces
 
@@ -178,11 +183,27 @@ class SqlRunQuery:
         from mlflow.store.tracking.dbmodels.models import SqlRun
         from sqlalchemy import func, select
 
+        if self._expensive:
+            return len(self._matching_ids())
         if self._count is None:
             with self._session() as session:
                 stmt = select(func.count()).select_from(SqlRun).where(*self._conditions(session))
                 self._count = int(session.execute(stmt).scalar_one())
         return self._count
+
+    def _matching_ids(self) -> list[str]:
+        """With an expensive filter: the ids of every matching run, newest first, read once per query. One evaluation of
+        the filter then serves the count, the pages in store order and the column sample (evaluating it is
+        the expensive part: an index lookup per candidate run). Costs ~90 bytes a matching run."""
+        from mlflow.store.tracking.dbmodels.models import SqlRun
+        from sqlalchemy import select
+
+        if self._ids is None:
+            with self._session() as session:
+                stmt = (select(SqlRun.run_uuid).where(*self._conditions(session))
+                        .order_by(SqlRun.start_time.desc(), SqlRun.run_uuid))
+                self._ids = list(session.scalars(stmt))
+        return self._ids
 
     def resolve(self, name: str, descending: bool = False) -> OrderKey | None:
         """The sort a typed column name means, as ``queries.resolve_column`` reads it against the frame of all
@@ -215,6 +236,8 @@ class SqlRunQuery:
         store_order = [SqlRun.start_time.desc(), SqlRun.run_uuid]
         with self._session() as session:
             conditions = self._conditions(session)
+            if order is None and self._expensive:
+                return self._matching_ids()[offset:offset + limit]
             if order is None:
                 stmt = select(SqlRun.run_uuid).where(*conditions).order_by(*store_order)
                 return list(session.scalars(stmt.offset(offset).limit(limit)))
@@ -323,9 +346,12 @@ class SqlRunQuery:
         from sqlalchemy import case, false, func, select
 
         with self._session() as session:
-            stmt = (select(SqlRun.run_uuid).where(*self._conditions(session))
-                    .order_by(SqlRun.start_time.desc(), SqlRun.run_uuid).limit(sample))
-            ids = list(dict.fromkeys([*session.scalars(stmt), *page_ids]))
+            if self._expensive:
+                newest = self._matching_ids()[:sample]
+            else:
+                newest = list(session.scalars(select(SqlRun.run_uuid).where(*self._conditions(session))
+                                              .order_by(SqlRun.start_time.desc(), SqlRun.run_uuid).limit(sample)))
+            ids = list(dict.fromkeys([*newest, *page_ids]))
             if not ids:
                 return Columns()
             rows = session.execute(
