@@ -49,11 +49,9 @@ SORTS = ["metrics.val_loss", "-metrics.val_loss", "metrics.acc", "params.lr", "-
          "val_loss", "-lr"]
 
 
-@pytest.fixture(scope="module")
-def mixed_store(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("pages")
-    uri = sqlite_uri(folder)
-    client = MlflowClient(uri)
+def fill_mixed(client: MlflowClient, folder) -> tuple[str, list[str]]:
+    """Experiment "mixed": 3 parents x 9 children with mixed params, missing and NaN metrics, tags, statuses,
+    datasets, plus a deleted run; and experiment "other" with one run. Returns the experiment id and run ids."""
     exp = make_experiment(client, "mixed", folder)
     other = make_experiment(client, "other", folder)
     make_run(client, other, name="elsewhere", params={"lr": "0.1"}, metrics={"val_loss": 0.0})
@@ -83,6 +81,15 @@ def mixed_store(tmp_path_factory):
                                                         source_type="local", source="data.csv"))])
     deleted = make_run(client, exp, name="deleted", params={"lr": "0.1"}, metrics={"val_loss": 0.0})
     client.delete_run(deleted)
+    return exp, ids
+
+
+@pytest.fixture(scope="module")
+def mixed_store(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pages")
+    uri = sqlite_uri(folder)
+    client = MlflowClient(uri)
+    exp, ids = fill_mixed(client, folder)
     location = type(resolve_store())(uri=uri, source="env")
     mlflow.set_tracking_uri(uri)
     yield location, client, exp, ids
