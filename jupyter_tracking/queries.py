@@ -1,7 +1,8 @@
 """Reading runs back from the store: runs as a pandas frame, the best run, a diff of two runs, artifacts and params.
 
-Everything here reads; nothing writes runs. The comparison panel (``panels/compare.py``), the sweep
-(``sweep.py``) and the ``%runs`` / ``%track best|load|restore|diff`` magics are built on these functions.
+Everything here reads; nothing writes runs. The comparison panel (``panels/compare.py``, which reads pages
+through ``paging.py``), the sweep (``sweep.py``) and the ``%runs`` / ``%track best|load|restore|diff`` magics are
+built on these functions.
 MLflow and pandas are imported on first use.
 """
 

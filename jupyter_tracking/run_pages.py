@@ -74,13 +74,17 @@ def sql_store(location: Any) -> Any | None:
 
 
 def ensure_indexes(store: Any) -> None:
-    """Create the indexes of ``INDEXES`` once per store and process (``CREATE INDEX IF NOT EXISTS``).
+    """Create the indexes of ``INDEXES`` on an SQLite store, once per store and process (``IF NOT EXISTS``).
 
     They make a page's sort and filter walk an index instead of every run. A store that refuses (a read-only
-    database, a PostgreSQL role without the right) is simply used without them.
+    file, a database locked for longer than the busy timeout) is simply used without them. PostgreSQL is left
+    alone: building an index there blocks a team's writers, its planner has statistics, and whether to add them
+    (the same statements) is its administrator's call.
     """
     import sqlalchemy
 
+    if store._get_dialect() != "sqlite":
+        return
     with _indexed_lock:
         if store.db_uri in _indexed:
             return
