@@ -5,6 +5,7 @@ metrics, nested runs, tags, datasets, several statuses and a deleted run."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -163,7 +164,7 @@ def test_best_is_mlflows_best_finished_run(mixed_store):
 
 def test_text_the_database_cannot_sort_like_python_falls_back(mixed_store):
     location, client, exp, _ = mixed_store
-    folder_exp = make_experiment(client, "unicode", __import__("pathlib").Path(location.uri[10:]).parent)
+    folder_exp = make_experiment(client, "unicode", Path(location.uri.removeprefix("sqlite:///")).parent)
     for name in ("Éclair", "eclair", "zeta", "Ärger"):
         make_run(client, folder_exp, name=name, params={"word": name})
     pager = paging.open_pager(location, [folder_exp], "", queries.parse_sort("params.word"))
