@@ -1,7 +1,8 @@
 """Reading runs back from the store: runs as a pandas frame, the best run, a diff of two runs, artifacts and params.
 
-Everything here reads; nothing writes runs. The comparison panel (``panels/compare.py``), the sweep
-(``sweep.py``) and the ``%runs`` / ``%track best|load|restore|diff`` magics are built on these functions.
+Everything here reads; nothing writes runs. The comparison panel (``panels/compare.py``, which reads pages
+through ``paging.py``), the sweep (``sweep.py``) and the ``%runs`` / ``%track best|load|restore|diff`` magics are
+built on these functions.
 MLflow and pandas are imported on first use.
 """
 
@@ -349,17 +350,15 @@ def best(
     metric = metric.removeprefix("metrics.")
     if mode not in (None, "min", "max"):
         raise QueryError(f"mode must be 'min' or 'max', not {mode!r}.")
+    from . import paging
+
     location = location_or_default(location)
     ids = experiment_ids(experiment, location)
     if mode is None:
         mode = goal_for(metric, experiment_ids_=ids, location=location)
-    runs = search(
-        filter="attributes.status = 'FINISHED'",
-        order_by=[f"{_quote_key('metrics.' + metric)} {'ASC' if mode == 'min' else 'DESC'}"],
-        max_results=1,
-        location=location,
-        experiment_ids_=ids,
-    )
+    pager = paging.open_pager(location, ids, "attributes.status = 'FINISHED'",
+                              SortKey(f"metrics.{metric}", mode == "max"), page_size=1)
+    runs = pager.page(0, 1)  # the store sorts (an SQL store walks an index): one run is loaded
     if not runs or metric not in runs[0].data.metrics:
         raise QueryError(f"No finished run in this experiment logged the metric {metric!r}.")
     return runs[0]

@@ -104,9 +104,11 @@ function render({ model, el }) {
     const page = model.get("page");
     const pages = model.get("pages");
     const nSel = model.get("selected").length;
-    summary.textContent = model.get("title") + ": " + total + " run" + (total === 1 ? "" : "s") +
+    const known = model.get("total_known");
+    summary.textContent = model.get("title") + ": " + total + (known ? "" : "+") + " run" +
+      (total === 1 && known ? "" : "s") +
       (nSel ? ", " + nSel + " selected" : "");
-    pageInfo.textContent = pages > 0 ? " page " + (page + 1) + " / " + pages + " " : " ";
+    pageInfo.textContent = pages > 0 ? " page " + (page + 1) + " / " + pages + (known ? "" : "+") + " " : " ";
     prev.disabled = page <= 0;
     next.disabled = page >= pages - 1;
     toggleAll.checked = model.get("show_all");
@@ -175,7 +177,7 @@ function render({ model, el }) {
   model.on("change:columns", drawTable);
   model.on("change:sort", drawTable);
   model.on("change:selected", () => { drawBar(); drawTable(); });
-  for (const name of ["total", "page", "pages", "show_all", "hidden", "filter_error", "filter_text", "metrics", "metric"]) {
+  for (const name of ["total", "total_known", "page", "pages", "show_all", "hidden", "filter_error", "filter_text", "metrics", "metric"]) {
     model.on("change:" + name, drawBar);
   }
   model.on("change:diff", drawDiff);

@@ -1,6 +1,7 @@
 """The comparison panel shown by ``%runs`` / ``jt.runs()``: a paged runs table and one plotly figure.
 
-The kernel holds the runs as a pandas frame (``RunsPanel.df``); the browser only ever holds the page it shows.
+The kernel holds one page of runs (the store filters, sorts and counts: ``paging``) and builds the pandas frame of
+every matching run (``RunsPanel.df``) only when asked; the browser only ever holds the page it shows.
 The table is an anywidget (``_compare.js``: filter box, sortable headers, checkboxes, pager, diff view); the
 figure is one plotly ``FigureWidget`` that overlays the selected runs' step curves of the chosen metric above a
 parallel-coordinates view of params against that metric. Where no widget front end exists the panel renders as
@@ -15,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from .. import queries
+from .. import paging, queries
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -41,6 +42,7 @@ def _table_widget_class():
         columns = t.List().tag(sync=True)
         rows = t.List().tag(sync=True)
         total = t.Int(0).tag(sync=True)
+        total_known = t.Bool(True).tag(sync=True)
         page = t.Int(0).tag(sync=True)
         pages = t.Int(0).tag(sync=True)
         sort = t.Dict().tag(sync=True)
@@ -60,6 +62,8 @@ def _table_widget_class():
 class RunsPanel:
     """Runs of an experiment, to look at (display it) and to compute with (``.df``, a pandas DataFrame).
 
+    The panel holds one page of runs: the store filters, sorts and counts (``paging``), so opening it costs the
+    same for ten runs or a hundred thousand. ``.df`` builds the frame of every matching run on first use.
     State changes (filter, sort, page, selection, metric) are plain methods, so the panel works and is tested
     without a browser; the widget calls them when the user clicks.
     """
@@ -79,7 +83,7 @@ class RunsPanel:
         self.max_results = max_results
         self.page_size = max(1, int(page_size))
         self._experiment_ids = queries.experiment_ids(experiment, self.location)
-        self.filter = filter or ""
+        self.filter = (filter or "").strip()
         self.filter_error = ""
         self.sort_key = queries.parse_sort(sort) if sort else queries.SortKey("start_time", True)
         self.page = 0
@@ -90,25 +94,41 @@ class RunsPanel:
         self._figure = None
         self._box = None
         self._syncing = False
-        self._varying = None
-        self._rows_key = object()
+        self._frame = None  # .df, built on first use
+        self._page_state = None  # (runs, frame, columns) of the page shown
         try:
-            self._frame = self._query(self.filter)
+            self._pager = self._open(self.filter, self.sort_key)
         except queries.QueryError as exc:
             sample = queries.runs_to_frame(queries.search(max_results=200, location=self.location,
                                                           experiment_ids_=self._experiment_ids))
             raise queries.QueryError(_with_suggestion(f"Filter not applied: {exc}", self.filter, sample)) from None
-        if sort:
-            self.sort_key = queries.SortKey(queries.resolve_column(self._frame, self.sort_key.name),
-                                            self.sort_key.descending) if len(self._frame) else self.sort_key
+        if sort and self._pager.sort_column:
+            self.sort_key = queries.SortKey(self._pager.sort_column, self.sort_key.descending)
         self.metric = self._default_metric()
 
     # ------------------------------------------------------------------------------------------ data
 
     @property
     def df(self) -> pd.DataFrame:
-        """All runs of the current query (filtered and sorted as shown), as a pandas DataFrame."""
+        """All runs of the current query (filtered and sorted as shown), as a pandas DataFrame.
+
+        Built on first use (the panel itself holds only the page it shows); says how long it will take when
+        that is more than a couple of seconds.
+        """
+        if self._frame is None:
+            self._frame = paging.timed_frame(self._pager)
         return self._frame
+
+    @property
+    def total(self) -> int:
+        """Runs matching the query (for a tracking server: those known so far, see ``total_known``)."""
+        if self._pager.total is not None:
+            return self._pager.total
+        return self.page * self.page_size + len(self._page()[0])
+
+    @property
+    def total_known(self) -> bool:
+        return self._pager.total is not None
 
     @property
     def title(self) -> str:
@@ -118,41 +138,48 @@ class RunsPanel:
 
         return default_experiment_name() if self.experiment is None else ", ".join(self.experiment)
 
-    def _query(self, filter_text: str) -> pd.DataFrame:
-        order_by = None
-        if self.max_results is not None and self.sort_key:
-            order_by = [queries.store_order_by(self.sort_key)]
-        runs = queries.search(filter=filter_text or None, order_by=order_by, max_results=self.max_results,
-                              location=self.location, experiment_ids_=self._experiment_ids)
-        frame = queries.runs_to_frame(runs)
-        if self.sort_key and len(frame):
-            try:
-                frame = queries.sort_frame(frame, self.sort_key)
-            except queries.QueryError:
-                pass  # the sort column is not in this result: store order
-        return frame
+    def _open(self, filter_text: str, sort_key: queries.SortKey | None) -> paging.Pager:
+        return paging.open_pager(self.location, self._experiment_ids, filter_text, sort_key, self.max_results,
+                                 self.page_size)
+
+    def _replace_pager(self, pager: paging.Pager) -> None:
+        self._pager, self._frame, self._page_state = pager, None, None
+
+    def _page(self) -> tuple[list, pd.DataFrame, Any]:
+        """The page shown: its runs, their frame, and the columns (from a bounded sample plus this page)."""
+        if self._page_state is None:
+            runs = self._pager.page(self.page * self.page_size, self.page_size)
+            frame = queries.runs_to_frame(runs)
+            self._page_state = (runs, frame, self._pager.columns(runs))
+        return self._page_state
+
+    def _columns(self):
+        return self._page()[2]
 
     def shown_columns(self) -> list[str]:
-        """Columns of the table: the fixed ones, then params and metrics (only those that vary, unless show_all)."""
-        data = queries.param_columns(self._frame) + queries.metric_columns(self._frame)
+        """Columns of the table: the fixed ones, then params and metrics (only those that vary, unless show_all).
+
+        Which vary is judged on the newest runs of the query (a bounded sample) plus the page shown.
+        """
+        info = self._columns()
+        data = info.params + info.metrics
         if not self.show_all:
-            # Which columns vary depends on the set of runs only (not their order): computed once per query.
-            if self._varying is None or self._varying[0] is not self._rows_key:
-                self._varying = (self._rows_key, set(queries.varying_columns(self._frame, data)))
-            data = [c for c in data if c in self._varying[1]]
+            data = [c for c in data if c in info.varying]
         return [key for key, _ in FIXED_COLUMNS] + data
 
     def hidden_count(self) -> int:
-        total = len(queries.param_columns(self._frame)) + len(queries.metric_columns(self._frame))
-        return total - (len(self.shown_columns()) - len(FIXED_COLUMNS))
+        info = self._columns()
+        return len(info.params) + len(info.metrics) - (len(self.shown_columns()) - len(FIXED_COLUMNS))
 
     @property
     def pages(self) -> int:
-        return max(1, math.ceil(len(self._frame) / self.page_size)) if len(self._frame) else 0
+        if self._pager.total is not None:
+            return max(1, math.ceil(self._pager.total / self.page_size)) if self._pager.total else 0
+        more = self._pager.has_more((self.page + 1) * self.page_size)
+        return self.page + (2 if more else 1)
 
     def page_frame(self) -> pd.DataFrame:
-        start = self.page * self.page_size
-        return self._frame.iloc[start:start + self.page_size]
+        return self._page()[1]
 
     def page_rows(self) -> list[dict]:
         """The visible page as plain strings: ``[{"id": run_id, "cells": [...]}]`` in ``shown_columns`` order."""
@@ -163,53 +190,64 @@ class RunsPanel:
             rows.append({"id": record["run_id"], "cells": [format_cell(c, record.get(c)) for c in columns]})
         return rows
 
+    def selected_frame(self) -> pd.DataFrame:
+        """The selected runs as a frame (they may be on other pages)."""
+        return queries.runs_to_frame(self._pager.runs(self.selected))
+
     def _default_metric(self) -> str:
-        metrics = queries.metric_columns(self._frame)
-        varying = queries.varying_columns(self._frame, metrics)
-        guess = queries.guess_objective(varying or metrics)
+        info = self._columns()
+        varying = [c for c in info.metrics if c in info.varying]
+        guess = queries.guess_objective(varying or info.metrics)
         return f"metrics.{guess[0]}" if guess else ""
 
     # ------------------------------------------------------------------------------------------ actions
 
     def set_filter(self, text: str) -> bool:
-        """Apply an MLflow filter; on a bad one keep the last good table and set ``filter_error``. True if applied."""
+        """Apply an MLflow filter; on a bad one keep the last good table and set ``filter_error``. True if applied.
+
+        Applying the same filter again refreshes the table (runs added since show up).
+        """
         text = (text or "").strip()
         try:
-            frame = self._query(text)
+            pager = self._open(text, self.sort_key)
         except queries.QueryError as exc:
-            self.filter_error = _with_suggestion(f"Filter not applied: {exc}", text, self._frame)
+            self.filter_error = _with_suggestion(f"Filter not applied: {exc}", text, self.page_frame())
             self._sync()
             return False
-        self.filter, self.filter_error, self._frame, self.page = text, "", frame, 0
-        self._rows_key = object()
-        known = set(frame["run_id"]) if len(frame) else set()
-        self.selected = [r for r in self.selected if r in known]
-        if self.metric and self.metric not in frame.columns:
-            self.metric = self._default_metric()
-        elif not self.metric:
+        self.filter, self.filter_error, self.page = text, "", 0
+        self._replace_pager(pager)
+        self.selected = pager.matching(self.selected)
+        if not self.metric or self.metric not in self._columns().metrics:
             self.metric = self._default_metric()
         self._sync(figure=True)
         return True
 
+    def refresh(self) -> None:
+        """Ask the store again (same filter, sort and page): runs logged since the panel opened show up."""
+        self._replace_pager(self._open(self.filter, self.sort_key))
+        self.page = min(self.page, max(0, self.pages - 1))
+        self.selected = self._pager.matching(self.selected)
+        self._sync(figure=True)
+
     def set_sort(self, column: str, descending: bool = False) -> None:
         key = queries.SortKey(column, bool(descending))
-        if self.max_results is not None:
-            self.sort_key = key
-            self._frame = self._query(self.filter)
-            self._rows_key = object()
-        else:
-            self._frame = queries.sort_frame(self._frame, key)
-            self.sort_key = key
-        self.page = 0
+        self._replace_pager(self._open(self.filter, key))
+        self.sort_key, self.page = key, 0
         self._sync()
 
     def set_page(self, page: int) -> None:
-        self.page = min(max(0, int(page)), max(0, self.pages - 1))
+        page = max(0, int(page))
+        if self._pager.total is not None:
+            page = min(page, max(0, self.pages - 1))
+        else:
+            while page > 0 and not self._pager.has_more(page * self.page_size):
+                page -= 1  # a tracking server: as far as there are runs
+        if page != self.page:
+            self.page, self._page_state = page, None
         self._sync(figure=not self.selected)
 
     def set_selected(self, run_ids: Iterable[str]) -> None:
-        known = set(self._frame["run_id"]) if len(self._frame) else set()
-        self.selected = [r for r in dict.fromkeys(run_ids) if r in known]
+        self.selected = self._pager.matching(list(dict.fromkeys(run_ids)))
         self._sync(figure=True)
 
     def set_show_all(self, value: bool) -> None:
@@ -217,7 +255,7 @@ class RunsPanel:
         self._sync()
 
     def set_metric(self, metric: str) -> None:
-        if metric and metric in self._frame.columns:
+        if metric and metric in self._columns().metrics:
             self.metric = metric
             self._sync(figure=True)
 
@@ -287,7 +325,8 @@ class RunsPanel:
                 self._table.columns = [{"key": c, "label": column_label(c), "group": column_group(c)}
                                        for c in columns]
                 self._table.rows = self.page_rows()
-                self._table.total = len(self._frame)
+                self._table.total = self.total
+                self._table.total_known = self.total_known
                 self._table.pages = self.pages
                 self._table.page = self.page
                 self._table.sort = {"column": self.sort_key.name, "descending": self.sort_key.descending}
@@ -296,7 +335,7 @@ class RunsPanel:
                 self._table.filter_error = self.filter_error
                 self._table.show_all = self.show_all
                 self._table.hidden = self.hidden_count()
-                self._table.metrics = queries.metric_columns(self._frame)
+                self._table.metrics = list(self._columns().metrics)
                 self._table.metric = self.metric
                 if figure:
                     result = self.diff()
@@ -312,12 +351,15 @@ class RunsPanel:
     # ------------------------------------------------------------------------------------------ display
 
     def __repr__(self) -> str:
-        return f"<RunsPanel {self.title!r}: {len(self._frame)} runs; .df for the DataFrame>"
+        return f"<RunsPanel {self.title!r}: {self.total_text()} runs; .df for the DataFrame>"
+
+    def total_text(self) -> str:
+        return f"{self.total}" if self.total_known else f"{self.total}+"
 
     def to_text(self) -> str:
         columns = self.shown_columns()
         frame = self.page_frame()
-        lines = [f"{self.title}: {len(self._frame)} runs (page {self.page + 1}/{max(1, self.pages)})"]
+        lines = [f"{self.title}: {self.total_text()} runs (page {self.page + 1}/{max(1, self.pages)})"]
         if self.filter:
             lines[0] += f"  filter: {self.filter}"
         if len(frame):
@@ -336,7 +378,7 @@ class RunsPanel:
         body = []
         for row in self.page_rows():
             body.append("<tr>" + "".join(f"<td>{e(cell)}</td>" for cell in row["cells"]) + "</tr>")
-        caption = f"{e(self.title)}: {len(self._frame)} runs"
+        caption = f"{e(self.title)}: {e(self.total_text())} runs"
         if self.filter:
             caption += f" &middot; filter: <code>{e(self.filter)}</code>"
         if self.pages > 1:
@@ -432,7 +474,7 @@ def draw_figure(figure, panel: RunsPanel) -> None:
 
     metric = panel.metric
     key = metric.removeprefix("metrics.")
-    frame = panel.df
+    frame = panel.selected_frame() if panel.selected else panel.page_frame()
     by_id = frame.set_index("run_id", drop=False) if len(frame) else frame
     curves = []
     if metric and panel.selected:
@@ -444,8 +486,7 @@ def draw_figure(figure, panel: RunsPanel) -> None:
             curves.append(go.Scatter(x=steps, y=values, mode="lines+markers" if len(steps) < 30 else "lines",
                                      name=_plot_text(f"{name or run_id[:8]}"), meta=run_id,
                                      hovertemplate="step %{x}<br>%{y:.5g}<extra>%{fullData.name}</extra>"))
-    rows = frame[frame["run_id"].isin(panel.selected)] if panel.selected else panel.page_frame()
-    parcoords = parcoords_trace(rows, metric, panel.show_all)
+    parcoords = parcoords_trace(frame, metric, panel.show_all)
     traces = curves + ([parcoords] if parcoords is not None else [])
     figure.data = []
     if traces:

@@ -152,6 +152,22 @@ def _run_summary(run: Any) -> dict[str, Any]:
     }
 
 
+def _sort_key(order_by: list[str] | None) -> Any:
+    """The one sort of an ``order_by`` list as the panel's ``SortKey``; None for the default (newest first)."""
+    from mlflow.utils.search_utils import SearchUtils
+
+    from ..queries import SortKey
+
+    if not order_by:
+        return None
+    key_type, key, ascending = SearchUtils.parse_order_by_for_search_runs(order_by[0])
+    prefix = {"metric": "metrics.", "parameter": "params.", "tag": "tags."}.get(key_type, "")
+    key = SearchUtils.translate_key_alias(key)
+    if not prefix and key == "start_time" and not ascending:
+        return None
+    return SortKey(prefix + key, not ascending)
+
+
 @_mlflow_errors
 def search_runs(
     location: StoreLocation,
@@ -161,26 +177,47 @@ def search_runs(
     max_results: int = 100,
     page_token: str | None = None,
 ) -> dict[str, Any]:
-    """One page of runs matching MLflow's search syntax, with the token for the next page (or None)."""
-    if not store_exists(location):
-        return {"runs": [], "next_page_token": None}
-    from mlflow.entities import ViewType
+    """One page of runs matching MLflow's search syntax, with the token for the next page (or None).
 
-    client = client_for(location)
+    For an SQL store and one sort key (what the side panel sends) the same paged path as the ``%runs`` panel
+    answers (``paging``: the database filters, sorts and counts, only the page is loaded, and the answer has
+    ``total``); a tracking server, or several sort keys, go to MLflow's own paged ``search_runs``.
+    """
+    if not store_exists(location):
+        return {"runs": [], "next_page_token": None, "total": 0}
+    from mlflow.entities import ViewType
+    from mlflow.utils.search_utils import SearchUtils
+
+    from .. import paging, run_pages
+    from ..queries import QueryError
+
     if not experiment_ids:
         experiment_ids = [e["experiment_id"] for e in list_experiments(location)]
         if not experiment_ids:
-            return {"runs": [], "next_page_token": None}
+            return {"runs": [], "next_page_token": None, "total": 0}
+    limit = max(1, min(int(max_results), MAX_RESULTS_LIMIT))
+    if (not order_by or len(order_by) == 1) and run_pages.sql_store(location) is not None:
+        offset = SearchUtils.parse_start_offset_from_page_token(page_token)
+        try:
+            pager = paging.open_pager(location, list(experiment_ids), filter_string or "", _sort_key(order_by),
+                                      page_size=limit, create_indexes=False)
+        except QueryError as exc:
+            raise BadQuery(str(exc)) from exc
+        runs = pager.page(offset, limit)
+        more = pager.has_more(offset + len(runs)) if len(runs) == limit else False
+        token = SearchUtils.create_page_token(offset + len(runs)).decode() if more else None
+        return {"runs": [_run_summary(run) for run in runs], "next_page_token": token, "total": pager.total}
+    client = client_for(location)
     page = client.search_runs(
         experiment_ids=experiment_ids,
         filter_string=filter_string or "",
         run_view_type=ViewType.ACTIVE_ONLY,
-        max_results=max(1, min(int(max_results), MAX_RESULTS_LIMIT)),
-        order_by=order_by or ["attributes.start_time DESC"],
+        max_results=limit,
+        order_by=order_by,
         page_token=page_token or None,
     )
     token = page.token.decode() if isinstance(page.token, bytes) else page.token
-    return {"runs": [_run_summary(run) for run in page], "next_page_token": token or None}
+    return {"runs": [_run_summary(run) for run in page], "next_page_token": token or None, "total": None}
 
 
 @_mlflow_errors

@@ -38,7 +38,7 @@ async def test_store_is_the_projects_embedded_store(jp_fetch, lab_project):
 
 async def test_a_project_without_runs_lists_nothing_and_creates_no_file(jp_fetch, lab_project):
     assert (await get_json(jp_fetch, "experiments", path=NB))["experiments"] == []
-    assert (await get_json(jp_fetch, "runs", path=NB)) == {"runs": [], "next_page_token": None}
+    assert (await get_json(jp_fetch, "runs", path=NB)) == {"runs": [], "next_page_token": None, "total": 0}
     assert not (lab_project / "mlflow.db").exists()
 
 

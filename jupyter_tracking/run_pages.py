@@ -1,0 +1,375 @@
+"""One page of runs read straight from an MLflow SQL store (SQLite, PostgreSQL): filter, sort, count, page.
+
+This module reads MLflow's private schema: its tables (``runs``, ``params``, ``latest_metrics``, ``tags``), its
+ORM models, and the filter clauses MLflow's own ``search_runs`` builds (``_get_sqlalchemy_filter_clauses``), so a
+filter means exactly what it means to MLflow. What we add is the order and the paging: the store counts the
+matching runs, orders them and hands back the ids of one page, and only those runs are loaded. The order is the
+comparison panel's (``queries.sort_frame``): metrics and times numerically, params and tags numerically when
+every present value is a plain number, else as lower-cased text; missing (and NaN) values last; ties in the
+store's order (newest first, then run id). A query this module cannot answer with those semantics raises
+``Untranslatable`` and the caller takes MLflow's path instead. Nothing here writes runs; ``ensure_indexes``
+only adds indexes MLflow lacks.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mlflow.entities import Run
+
+SAMPLE_RUNS = 1000  # newest runs of a query whose params/metrics decide which columns vary
+ATTRIBUTES = ("start_time", "end_time", "duration_s", "status", "run_name", "run_id")
+# Indexes MLflow's schema lacks, named with our prefix so no MLflow migration can collide with them.
+# Each covers its queries (the run id is in the index), so a page never reads the tables' rows to find runs.
+INDEXES = {
+    "jt_runs_experiment_start": ("runs", ("experiment_id", "lifecycle_stage", "start_time", "run_uuid")),
+    "jt_latest_metrics_key_value": ("latest_metrics", ("key", "value", "is_nan", "run_uuid")),
+    "jt_params_key_value": ("params", ("key", "value", "run_uuid")),
+}
+METRIC_INDEX = "jt_latest_metrics_key_value"
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_indexed: set[str] = set()
+_indexed_lock = threading.Lock()
+
+
+class Untranslatable(Exception):
+    """This query cannot be answered here with the panel's semantics: take MLflow's own path."""
+
+
+@dataclass(frozen=True)
+class OrderKey:
+    """A resolved sort: an attribute of the run (``start_time``, ``duration_s``...) or a metric/param/tag key."""
+
+    kind: str  # "attribute", "metric", "param" or "tag"
+    key: str
+    descending: bool = False
+
+    @property
+    def column(self) -> str:
+        """The frame column it sorts (``metrics.val_loss``, ``start_time``)."""
+        return self.key if self.kind == "attribute" else f"{self.kind}s.{self.key}"
+
+
+@dataclass
+class Columns:
+    """Params and metrics seen in a bounded sample of a query plus its page, and which of them vary there."""
+
+    params: list[str] = field(default_factory=list)  # frame columns, "params.x"
+    metrics: list[str] = field(default_factory=list)  # "metrics.y"
+    varying: set[str] = field(default_factory=set)
+
+
+def sql_store(location: Any) -> Any | None:
+    """MLflow's SQLAlchemy store behind a location, or None for a tracking server (HTTP) or another store."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    from .store import client_for
+
+    store = client_for(location)._tracking_client.store
+    return store if isinstance(store, SqlAlchemyStore) else None
+
+
+def ensure_indexes(store: Any) -> None:
+    """Create the indexes of ``INDEXES`` on an SQLite store, once per store and process (``IF NOT EXISTS``).
+
+    They make a page's sort and filter walk an index instead of every run. A store that refuses (a read-only
+    file, a database locked for longer than the busy timeout) is simply used without them. PostgreSQL is left
+    alone: building an index there blocks a team's writers, its planner has statistics, and whether to add them
+    (the same statements) is its administrator's call.
+    """
+    import sqlalchemy
+
+    if store._get_dialect() != "sqlite":
+        return
+    with _indexed_lock:
+        if store.db_uri in _indexed:
+            return
+        _indexed.add(store.db_uri)
+    try:
+        with store.engine.begin() as connection:
+            for name, (table, columns) in INDEXES.items():
+                connection.execute(sqlalchemy.text(
+                    f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({', '.join(columns)})"))
+    except Exception:  # noqa: BLE001 - the indexes only make pages faster; without them pages are still right
+        pass
+
+
+class SqlRunQuery:
+    """The runs of some experiments matching an MLflow filter, in one SQL store; pages of them on request.
+
+    ``MlflowException`` (a filter MLflow refuses) comes out of the constructor; ``Untranslatable`` out of any
+    method when MLflow's internals are not what this module expects, or an order it cannot reproduce.
+    """
+
+    def __init__(self, store: Any, experiment_ids: list[str], filter_string: str = "") -> None:
+        from mlflow.utils.search_utils import SearchUtils
+
+        self.store = store
+        self.experiment_ids = [int(i) for i in experiment_ids]
+        self.filter_string = filter_string or ""
+        self._parsed = SearchUtils.parse_search_filter(self.filter_string)
+        self._dialect = store._get_dialect()
+        if self._dialect not in ("sqlite", "postgresql"):
+            raise Untranslatable(f"no page queries for {self._dialect}")
+        self._has_index: bool | None = None
+        self._count: int | None = None
+        self._ids: list[str] | None = None
+        # Filters on params, metrics, tags, datasets or run names cost an index lookup per candidate run:
+        # evaluated once per query (``_matching_ids``). Filters on the runs' own columns are cheap to repeat.
+        self._expensive = any(c.get("type") != "attribute" or c.get("key") in ("run_name", "run name")
+                              for c in self._parsed)
+
+    # ------------------------------------------------------------------------------------------ pieces
+
+    def _session(self):
+        return self.store.ManagedSessionMaker()
+
+    def _conditions(self, session: Any) -> list:
+        """WHERE terms on ``runs``: the experiments, active runs, and MLflow's own clauses for the filter."""
+        from mlflow.store.tracking.dbmodels.models import SqlRun
+        from sqlalchemy import select
+
+        try:
+            from mlflow.store.tracking.sqlalchemy_store import _get_sqlalchemy_filter_clauses
+
+            attributes, joined, datasets = _get_sqlalchemy_filter_clauses(self._parsed, session, self._dialect)
+            conditions = [SqlRun.experiment_id.in_(self.experiment_ids), SqlRun.lifecycle_stage == "active",
+                          *attributes]
+            # MLflow joins each subquery to the runs; the same rows, as IN, let the database use its indexes.
+            conditions += [SqlRun.run_uuid.in_(select(sub.c.run_uuid)) for sub in joined]
+            conditions += [SqlRun.run_uuid.in_(select(sub.c.destination_id)) for sub in datasets]
+        except (ImportError, TypeError, ValueError, AttributeError) as exc:
+            raise Untranslatable(f"MLflow's filter clauses changed: {exc}") from exc
+        return conditions
+
+    @staticmethod
+    def _entity(kind: str):
+        from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlParam, SqlTag
+
+        return {"metric": SqlLatestMetric, "param": SqlParam, "tag": SqlTag}[kind]
+
+    def _has_key(self, session: Any, conditions: list, kind: str, key: str) -> bool:
+        from mlflow.store.tracking.dbmodels.models import SqlRun
+        from sqlalchemy import select
+
+        entity = self._entity(kind)
+        stmt = (select(entity.run_uuid).join(SqlRun, SqlRun.run_uuid == entity.run_uuid)
+                .where(entity.key == key, *conditions).limit(1))
+        return session.execute(stmt).first() is not None
+
+    def _text_order(self, session: Any, column: Any, stmt: Any) -> Any:
+        """How a text column sorts, as ``queries.sortable`` decides: as numbers when every present value
+        (of the matching runs) is one, else lower-cased. ``stmt`` selects the distinct present values."""
+        import pandas as pd
+        from sqlalchemy import Float, cast, func
+
+        values = [v for (v,) in session.execute(stmt)]
+        if not values:
+            return column
+        numeric = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce")
+        if numeric.notna().all():
+            if all(isinstance(v, str) and _PLAIN_NUMBER.fullmatch(v) for v in values):
+                return cast(column, Float)
+            raise Untranslatable("numbers the database would read differently")
+        if not all(str(v).isascii() for v in values):
+            raise Untranslatable("non-ASCII text sorts by Python's rules")  # the database lower-cases ASCII only
+        lowered = func.lower(column)
+        return lowered.collate("C") if self._dialect == "postgresql" else lowered
+
+    # ------------------------------------------------------------------------------------------ public
+
+    def count(self) -> int:
+        """How many runs match."""
+        from mlflow.store.tracking.dbmodels.models import SqlRun
+        from sqlalchemy import func, select
+
+        if self._expensive:
+            return len(self._matching_ids())
+        if self._count is None:
+            with self._session() as session:
+                stmt = select(func.count()).select_from(SqlRun).where(*self._conditions(session))
+                self._count = int(session.execute(stmt).scalar_one())
+        return self._count
+
+    def _matching_ids(self) -> list[str]:
+        """With an expensive filter: the ids of every matching run, newest first, read once per query. One evaluation of
+        the filter then serves the count, the pages in store order and the column sample (evaluating it is
+        the expensive part: an index lookup per candidate run). Costs ~90 bytes a matching run."""
+        from mlflow.store.tracking.dbmodels.models import SqlRun
+        from sqlalchemy import select
+
+        if self._ids is None:
+            with self._session() as session:
+                stmt = (select(SqlRun.run_uuid).where(*self._conditions(session))
+                        .order_by(SqlRun.start_time.desc(), SqlRun.run_uuid))
+                self._ids = list(session.scalars(stmt))
+        return self._ids
+
+    def resolve(self, name: str, descending: bool = False) -> OrderKey | None:
+        """The sort a typed column name means, as ``queries.resolve_column`` reads it against the frame of all
+        matching runs: an attribute, ``metrics.``/``params.``/``tags.`` + key, or a bare key found (among the
+        matching runs) as a metric, else a param, else a tag. None when no matching run has it."""
+        name = name.removeprefix("attributes.") if name.removeprefix("attributes.") in ATTRIBUTES else name
+        if name in ATTRIBUTES:
+            return OrderKey("attribute", name, descending)
+        if name in ("experiment_id", "parent_run_id", "artifact_uri"):
+            raise Untranslatable(f"sorting by {name}")
+        with self._session() as session:
+            conditions = self._conditions(session)
+            for kind in ("metric", "param", "tag"):
+                prefix = f"{kind}s."
+                if name.startswith(prefix) and self._has_key(session, conditions, kind, name[len(prefix):]):
+                    return OrderKey(kind, name[len(prefix):], descending)
+            for kind in ("metric", "param", "tag"):
+                if self._has_key(session, conditions, kind, name):
+                    return OrderKey(kind, name, descending)
+        return None
+
+    def page_ids(self, order: OrderKey | None, offset: int, limit: int) -> list[str]:
+        """Run ids of one page: ``limit`` runs from ``offset`` in the panel's order (newest first by default)."""
+        from mlflow.store.tracking.dbmodels.models import SqlRun
+        from sqlalchemy import and_, exists, false, func, not_, select
+
+        offset, limit = max(0, int(offset)), max(0, int(limit))
+        if limit == 0:
+            return []
+        store_order = [SqlRun.start_time.desc(), SqlRun.run_uuid]
+        with self._session() as session:
+            conditions = self._conditions(session)
+            if order is None and self._expensive:
+                return self._matching_ids()[offset:offset + limit]
+            if order is None:
+                stmt = select(SqlRun.run_uuid).where(*conditions).order_by(*store_order)
+                return list(session.scalars(stmt.offset(offset).limit(limit)))
+            if order.kind == "attribute":
+                if order.key == "duration_s":
+                    value = SqlRun.end_time - SqlRun.start_time
+                    present = and_(SqlRun.end_time.isnot(None), SqlRun.start_time.isnot(None))
+                else:
+                    column = {"run_name": SqlRun.name, "run_id": SqlRun.run_uuid}.get(order.key)
+                    if column is None:
+                        column = getattr(SqlRun, order.key)
+                    present = column.isnot(None)
+                    value = column
+                    if order.key in ("status", "run_name", "run_id"):
+                        distinct_values = select(column).distinct().where(*conditions)
+                        if order.key == "run_name":
+                            names = session.execute(distinct_values.where((column == "") | column.is_(None))
+                                                    .limit(1)).first()
+                            if names is not None:
+                                raise Untranslatable("runs named by their mlflow.runName tag only")
+                        value = self._text_order(session, column, distinct_values.where(present))
+                with_value = select(SqlRun.run_uuid).where(present, *conditions)
+                without_value = select(SqlRun.run_uuid).where(not_(present), *conditions)
+                count_with = select(func.count()).select_from(SqlRun).where(present, *conditions)
+            else:
+                entity = self._entity(order.kind)
+                on = [entity.run_uuid == SqlRun.run_uuid, entity.key == order.key]
+                if order.kind == "metric":
+                    on.append(entity.is_nan == false())  # NaN sorts with the missing values, as in pandas
+                    value = entity.value
+                else:
+                    value = self._text_order(session, entity.value, select(entity.value).distinct()
+                                             .join(SqlRun, SqlRun.run_uuid == entity.run_uuid)
+                                             .where(entity.key == order.key, *conditions))
+                with_value = select(SqlRun.run_uuid).join(entity, and_(*on)).where(*conditions)
+                if order.kind == "metric" and self._walk_metric_index(session, offset + limit):
+                    # Only the metric in the outer FROM: SQLite reads it in value order off the index and
+                    # stops at the page's end; each run's conditions are checked as it comes.
+                    start = select(SqlRun.start_time).where(SqlRun.run_uuid == entity.run_uuid).scalar_subquery()
+                    walk = (select(entity.run_uuid)
+                            .where(entity.key == order.key, entity.is_nan == false(),
+                                   exists().where(SqlRun.run_uuid == entity.run_uuid, *conditions))
+                            .order_by(value.desc() if order.descending else value.asc(), start.desc(),
+                                      entity.run_uuid))
+                    ids = list(session.scalars(walk.offset(offset).limit(limit)))
+                    if len(ids) == limit:
+                        return ids
+                without_value = select(SqlRun.run_uuid).where(not_(exists().where(*on)), *conditions)
+                count_with = select(func.count()).select_from(SqlRun).join(entity, and_(*on)).where(*conditions)
+            ordered = [value.desc() if order.descending else value.asc(),
+                       *(store_order if order.key != "start_time" else [SqlRun.run_uuid])]
+            ids = list(session.scalars(with_value.order_by(*ordered).offset(offset).limit(limit)))
+            if len(ids) < limit:
+                n_with = int(session.execute(count_with).scalar_one())
+                rest = without_value.order_by(*store_order).offset(max(0, offset - n_with))
+                ids += list(session.scalars(rest.limit(limit - len(ids))))
+            return ids
+
+    def _walk_metric_index(self, session: Any, wanted: int) -> bool:
+        """Whether to read a metric's runs in value order off our index (SQLite), stopping after ``wanted``
+        matching runs, rather than sort every matching run: when matches are common enough that the walk
+        stops early. SQLite's planner cannot tell without statistics and sometimes picks the slow one."""
+        from mlflow.store.tracking.dbmodels.models import SqlRun
+        from sqlalchemy import func, select, text
+
+        if self._dialect != "sqlite":
+            return False
+        if self._has_index is None:
+            self._has_index = session.execute(text("SELECT 1 FROM sqlite_master WHERE type = 'index' AND "
+                                                   "name = :name"), {"name": METRIC_INDEX}).first() is not None
+        if not self._has_index:
+            return False
+        matching = self.count()
+        everything = session.execute(select(func.count()).select_from(SqlRun).where(
+            SqlRun.experiment_id.in_(self.experiment_ids), SqlRun.lifecycle_stage == "active")).scalar_one()
+        return matching > 0 and wanted * everything / matching < matching
+
+    def runs(self, run_ids: list[str]) -> list[Run]:
+        """The runs with these ids (params, latest metrics, tags), in the order given."""
+        if not run_ids:
+            return []
+        from mlflow.store.tracking.dbmodels.models import SqlRun
+
+        with self._session() as session:
+            rows = (session.query(SqlRun).filter(SqlRun.run_uuid.in_(list(run_ids)))
+                    .options(*self.store._get_eager_run_query_options()).all())
+            found = {row.run_uuid: row.to_mlflow_entity() for row in rows}
+        return [found[i] for i in run_ids if i in found]
+
+    def matching(self, run_ids: list[str]) -> list[str]:
+        """Those of ``run_ids`` that match the query (a selection that survives a new filter)."""
+        if not run_ids:
+            return []
+        from mlflow.store.tracking.dbmodels.models import SqlRun
+        from sqlalchemy import select
+
+        with self._session() as session:
+            stmt = select(SqlRun.run_uuid).where(SqlRun.run_uuid.in_(list(run_ids)), *self._conditions(session))
+            found = set(session.scalars(stmt))
+        return [i for i in run_ids if i in found]
+
+    def columns(self, page_ids: list[str], sample: int = SAMPLE_RUNS) -> Columns:
+        """Param and metric columns of the newest ``sample`` matching runs plus the page, and which vary there
+        (more than one distinct value, a missing value counting as one, like ``queries.varying_columns``)."""
+        from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlParam, SqlRun
+        from sqlalchemy import case, false, func, select
+
+        with self._session() as session:
+            if self._expensive:
+                newest = self._matching_ids()[:sample]
+            else:
+                newest = list(session.scalars(select(SqlRun.run_uuid).where(*self._conditions(session))
+                                              .order_by(SqlRun.start_time.desc(), SqlRun.run_uuid).limit(sample)))
+            ids = list(dict.fromkeys([*newest, *page_ids]))
+            if not ids:
+                return Columns()
+            rows = session.execute(
+                select(SqlParam.key, func.count(), func.min(SqlParam.value), func.max(SqlParam.value))
+                .where(SqlParam.run_uuid.in_(ids)).group_by(SqlParam.key)).all()
+            real = SqlLatestMetric.is_nan == false()
+            metric_rows = session.execute(
+                select(SqlLatestMetric.key, func.count(case((real, 1))),
+                       func.min(case((real, SqlLatestMetric.value))), func.max(case((real, SqlLatestMetric.value))))
+                .where(SqlLatestMetric.run_uuid.in_(ids)).group_by(SqlLatestMetric.key)).all()
+        result = Columns(params=sorted(f"params.{k}" for k, *_ in rows),
+                         metrics=sorted(f"metrics.{k}" for k, *_ in metric_rows))
+        for prefix, found in (("params.", rows), ("metrics.", metric_rows)):
+            for key, present, low, high in found:
+                if len(ids) < 2 or low != high or 0 < present < len(ids):
+                    result.varying.add(prefix + key)
+        return result
