@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import artifact_upload
 from . import store as store_module
 from .limits import MAX_PARAM_LENGTH, MAX_TAG_LENGTH, clean_key, clean_mapping
 from .spool import SpoolFile
@@ -496,7 +497,7 @@ class RunRecorder:
                 repository = None
         for path, artifact_path in self._artifacts:
             if repository is not None:
-                repository.log_artifact(path, artifact_path or None)
+                artifact_upload.log_artifact(repository, path, artifact_path or None)
             else:
                 client.log_artifact(self.run_id, path, artifact_path or None)
 
