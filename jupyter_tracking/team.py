@@ -415,7 +415,7 @@ class MlflowServer:
         os.chmod(home, 0o700)
         ini = home / "basic_auth.ini"
         ini.write_text(
-            f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{home / 'basic_auth.db'}\n"
+            f"[mlflow]\ndefault_permission = EDIT\ndatabase_uri = sqlite:///{home / 'basic_auth.db'}\n"
             f"admin_username = {ADMIN}\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
         )
         command = [
