@@ -59,15 +59,15 @@ def _put_with_progress(repository: Any, path: str, artifact_path: str | None, si
                 backoff_factor=1, extra_headers={"Content-Type": _guess_mime_type(name)},
             )  # fmt: skip
         except Exception as error:  # noqa: BLE001 - one line for the run's notice
-            line.close("failed")
+            line.close(False)
             raise ArtifactUploadError(f"uploading {name} failed: {_first_line(error)}") from None
     if response.status_code != 200:
-        line.close("failed")
+        line.close(False)
         raise ArtifactUploadError(
             f"uploading {name} failed: the server answered HTTP {response.status_code}"
             + (" (its artifact store may be down)" if response.status_code >= 500 else "")
         )
-    line.close("uploaded")
+    line.close(True)
 
 
 def _first_line(error: BaseException) -> str:
@@ -99,9 +99,11 @@ class ProgressLine:
         if time.monotonic() - self.last_draw >= REDRAW_SECONDS:
             self._draw()
 
-    def close(self, verb: str) -> None:
+    def close(self, done: bool) -> None:
         seconds = time.monotonic() - self.began
-        self.out.write(f"jupyter_tracking: {verb} {self.name} ({self.size / MB:.1f} MB) in {seconds:.1f} s\n")
+        said = (f"uploaded {self.name} ({self.size / MB:.1f} MB) in {seconds:.1f} s" if done
+                else f"upload of {self.name} failed after {seconds:.1f} s")
+        self.out.write(f"jupyter_tracking: {said}\n")
         self.out.flush()
 
 
