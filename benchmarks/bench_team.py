@@ -39,6 +39,25 @@ from jupyter_tracking.team import TeamStack  # noqa: E402
 EXPERIMENT = "bench-team"
 
 
+class RequestCounter:
+    """Counts the HTTP requests this process makes (all of MLflow's go through ``requests.Session.request``)."""
+
+    def __init__(self) -> None:
+        import requests
+
+        self.count = 0
+        original = requests.Session.request
+
+        def counted(session, method, url, *args, **kwargs):
+            self.count += 1
+            return original(session, method, url, *args, **kwargs)
+
+        requests.Session.request = counted
+
+    def since(self, start: int) -> int:
+        return self.count - start
+
+
 def start_up(folder: Path) -> tuple[TeamStack, list[Row]]:
     began = time.perf_counter()
     stack = TeamStack(folder).start()
@@ -96,37 +115,43 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir()
 
         ours_up, plain_up, ours_load, plain_load = [], [], [], []
+        counter = RequestCounter()
+        requests_made: dict[str, int] = {}
         for repeat in range(args.repeats):
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-                began = time.perf_counter()
+                began, start = time.perf_counter(), counter.count
                 result = ip.run_cell(f"%%track upload-{repeat} --artifacts model\nmodel = prepared\n")
                 ours_up.append(time.perf_counter() - began)
+                requests_made["ours_up"] = counter.since(start)
             if not result.success or "spool" in out.getvalue():
                 raise RuntimeError(f"the tracked cell failed:\n{out.getvalue()[-2000:]}")
             from jupyter_tracking import cell
 
             ours_id = cell.last_summary.run_id
 
-            began = time.perf_counter()
-            with mlflow.start_run(run_name=f"plain-{repeat}") as run:
+            began, start = time.perf_counter(), counter.count
+            with contextlib.redirect_stdout(out), mlflow.start_run(run_name=f"plain-{repeat}") as run:
                 path = work / "model.pkl"
                 with open(path, "wb") as handle:
                     pickle.dump(model, handle)
                 mlflow.log_artifact(str(path), "artifacts")
             plain_up.append(time.perf_counter() - began)
+            requests_made["plain_up"] = counter.since(start)
             plain_id = run.info.run_id
 
             ip.user_ns["_bench_id"] = ours_id
-            began = time.perf_counter()
+            began, start = time.perf_counter(), counter.count
             ip.run_cell("import jupyter_tracking as jt\n_loaded = jt.load(_bench_id, 'model')\n")
             ours_load.append(time.perf_counter() - began)
+            requests_made["ours_load"] = counter.since(start)
             assert ip.user_ns["_loaded"]["coef"].shape == model["coef"].shape
 
-            began = time.perf_counter()
+            began, start = time.perf_counter(), counter.count
             with tempfile.TemporaryDirectory() as tmp:
                 with open(client.download_artifacts(plain_id, "artifacts/model.pkl", tmp), "rb") as handle:
                     loaded = pickle.load(handle)
             plain_load.append(time.perf_counter() - began)
+            requests_made["plain_load"] = counter.since(start)
             assert loaded["coef"].shape == model["coef"].shape
 
         median = statistics.median
@@ -134,11 +159,13 @@ def main(argv: list[str] | None = None) -> int:
             Row(f"upload a {pickled_mb:.0f} MB model through the server to S3 (median of {args.repeats})",
                 seconds(median(ours_up)), seconds(median(plain_up)), "<= 1.2x plain",
                 median(ours_up) <= 1.2 * median(plain_up),
-                "ours: whole %%track --artifacts cell; plain: start_run + pickle.dump + log_artifact + end_run"),
+                f"ours: whole %%track --artifacts cell, {requests_made['ours_up']} MLflow requests (+ /health "
+                f"checks); plain: start_run + pickle.dump + log_artifact + end_run, {requests_made['plain_up']}"),
             Row(f"load it back from S3 through the server (median of {args.repeats})",
                 seconds(median(ours_load)), seconds(median(plain_load)), "<= 1.2x plain",
                 median(ours_load) <= 1.2 * median(plain_load),
-                "ours: jt.load(run_id, 'model'); plain: download_artifacts + pickle.load"),
+                f"ours: jt.load(run_id, 'model'), {requests_made['ours_load']} MLflow requests; plain: "
+                f"download_artifacts + pickle.load, {requests_made['plain_load']} requests"),
         ]
     finally:
         if stack is not None:

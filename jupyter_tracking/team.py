@@ -244,8 +244,9 @@ class PostgresServer:
         if _as_root():
             shutil.chown(home, "postgres", "postgres")
         os.chmod(home, 0o700)
-        if home != self.folder / "postgres":
-            (self.folder / "postgres").symlink_to(home)
+        link = self.folder / "postgres"
+        if home != link and not link.is_symlink():
+            link.symlink_to(home)
         pwfile = home / "initial-password"
         fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
@@ -554,8 +555,12 @@ class TeamStack:
         return self
 
     def stop(self) -> None:
-        """The MLflow server first (it holds the database connections), then PostgreSQL, then the object store."""
-        for component in (self.mlflow, self.postgres, self.objects):
+        """All three at once: the MLflow server and the object store are asked to stop, PostgreSQL gets a fast
+        shutdown (it closes the server's connections itself), then each is waited for."""
+        for process in (self.mlflow.process, self.objects.process):
+            if process is not None:
+                process.request_stop()
+        for component in (self.postgres, self.mlflow, self.objects):
             try:
                 component.stop()
             except Exception:  # noqa: BLE001 - stop the others anyway
@@ -779,6 +784,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `up | head`: the reader went away, the stack is up all the same
+        return 0
 
 
 if __name__ == "__main__":
