@@ -153,6 +153,12 @@ def test_best_runs_diff_restore_and_the_ui_link(stack, kernel, client):
     assert "0.05" in str(diff["data"]) + diff["stdout"] and "0.5" in str(diff["data"]) + diff["stdout"]
     kernel.run_ok(f"%track restore {better.info.run_id}")
     assert kernel.run_ok("print(lr, layers)")["stdout"].strip() == "0.5 [8, 4]"
+    # rerun reads the cell's source back from S3 through the server and runs it again as a new run.
+    kernel.run_ok(f"%track rerun {better.info.run_id}")
+    found = client.get_experiment_by_name("team-stack")
+    [again] = [r for r in client.search_runs([found.experiment_id])
+               if r.data.tags.get("rerun_of") == better.info.run_id]
+    assert again.info.status == "FINISHED" and again.data.params["lr"] == "0.5"
     ui = kernel.run_ok("%tracking_ui")
     shown = str(ui["data"]) + ui["stdout"]
     assert stack.url in shown and stack.secrets["user_password"] not in shown
