@@ -1,11 +1,12 @@
 """Artifact files of a run go to its artifact repository; through an MLflow server, a big one shows a progress line.
 
-For a server that proxies artifacts (``mlflow-artifacts:/`` URIs, e.g. the team stack with S3 behind it) a file of
-``PROGRESS_MIN_BYTES`` or more is sent with the same PUT that MLflow's ``HttpArtifactRepository.log_artifact``
-makes, read through a counter that redraws one ``uploading NAME x / y MB (z%)`` line on stderr; it retries
-``UPLOAD_RETRIES`` times (MLflow's default of 7 retries with back-off re-sends the file for minutes when the
-server's object store is down, which keeps the cell from ending and the run from reaching the spool).
-Every other case is MLflow's own ``repository.log_artifact``.
+For a server that proxies artifacts (``mlflow-artifacts:/`` URIs, e.g. the team stack with S3 behind it) each file
+is sent with the same PUT that MLflow's ``HttpArtifactRepository.log_artifact`` makes, but with ``UPLOAD_RETRIES``
+retries: MLflow's default of 7 retries with back-off re-sends the file for minutes when the server's object store
+is down, which keeps the cell from ending and the run from reaching the spool. A file of ``PROGRESS_MIN_BYTES``
+or more is read through a counter that redraws one ``uploading NAME x / y MB (z%)`` line on stderr.
+Every other case (local stores, S3 or other repositories the client writes to itself, multipart uploads) is
+MLflow's own ``repository.log_artifact``.
 """
 
 from __future__ import annotations
@@ -30,19 +31,20 @@ def log_artifact(repository: Any, path: str, artifact_path: str | None, *, out: 
     """Upload ``path`` into ``artifact_path`` of ``repository`` (an MLflow ArtifactRepository)."""
     from mlflow.store.artifact.http_artifact_repo import HttpArtifactRepository
 
-    size = os.path.getsize(path)
     if (
         not isinstance(repository, HttpArtifactRepository)
         or type(repository).log_artifact is not HttpArtifactRepository.log_artifact  # same PUT as ours only
-        or size < PROGRESS_MIN_BYTES
         or repository._should_multipart_upload(path)
     ):
         repository.log_artifact(path, artifact_path)
         return
-    _put_with_progress(repository, path, artifact_path, size, out or sys.stderr)
+    size = os.path.getsize(path)
+    name = os.path.basename(path)
+    line = ProgressLine(name, size, out or sys.stderr) if size >= PROGRESS_MIN_BYTES else None
+    _put(repository, path, artifact_path, size, line)
 
 
-def _put_with_progress(repository: Any, path: str, artifact_path: str | None, size: int, out: Any) -> None:
+def _put(repository: Any, path: str, artifact_path: str | None, size: int, line: ProgressLine | None) -> None:
     from mlflow.store.artifact.artifact_repo import verify_artifact_path
     from mlflow.utils.mime_type_utils import _guess_mime_type
     from mlflow.utils.rest_utils import http_request
@@ -50,24 +52,26 @@ def _put_with_progress(repository: Any, path: str, artifact_path: str | None, si
     verify_artifact_path(artifact_path)
     name = os.path.basename(path)
     endpoint = posixpath.join("/", *((artifact_path, name) if artifact_path else (name,)))
-    line = ProgressLine(name, size, out)
     with open(path, "rb") as handle:
-        reader = CountingReader(handle, size, line.update)
+        reader = CountingReader(handle, size, line.update if line else lambda sent: None)
         try:
             response = http_request(
                 repository._host_creds, endpoint, "PUT", data=reader, max_retries=UPLOAD_RETRIES,
                 backoff_factor=1, extra_headers={"Content-Type": _guess_mime_type(name)},
             )  # fmt: skip
         except Exception as error:  # noqa: BLE001 - one line for the run's notice
-            line.close(False)
+            if line:
+                line.close(False)
             raise ArtifactUploadError(f"uploading {name} failed: {_first_line(error)}") from None
     if response.status_code != 200:
-        line.close(False)
+        if line:
+            line.close(False)
         raise ArtifactUploadError(
             f"uploading {name} failed: the server answered HTTP {response.status_code}"
             + (" (its artifact store may be down)" if response.status_code >= 500 else "")
         )
-    line.close(True)
+    if line:
+        line.close(True)
 
 
 def _first_line(error: BaseException) -> str:

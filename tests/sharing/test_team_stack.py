@@ -193,11 +193,18 @@ def test_object_store_killed_mid_upload_spools_the_run_and_sync_delivers_it(stac
     assert "uploading model.pkl failed: the server answered HTTP 500" in output and "%track sync" in output, output
     assert time.monotonic() - killed_at < 90, output  # not MLflow's minutes of retries
     digest = kernel.run_ok("print(digest)")["stdout"].strip()
+    # With the object store still down, an ordinary tracked cell (only its source to upload) spools in seconds too.
+    began = time.monotonic()
+    small = kernel.run_ok("%%track while-s3-down\nbatch = 32\nscore = batch / 64\n")
+    assert "spool" in small["stderr"] and time.monotonic() - began < 60, small
     status = kernel.run_ok("%track")["stdout"]
-    assert "spooled" in status and "1 run" in status, status
+    assert "spooled" in status and "2 run" in status, status
     stack.objects.start(stack.log_dir)  # the object store is back, with its data
     synced = kernel.run_ok("%track sync", timeout=300)
-    assert "delivered 1" in synced["stdout"], synced
+    assert "delivered 2" in synced["stdout"], synced
+    small_run = _run(client, "team-stack", "while-s3-down")
+    assert small_run.info.status == "FINISHED" and small_run.data.metrics["score"] == 0.5
+    assert client.list_artifacts(small_run.info.run_id, "cell")[0].path == "cell/cell.py"
     run = _run(client, "team-stack", "upload-cut")
     assert run.info.status == "FINISHED"
     assert run.data.params["lr"] == "0.05" and run.data.metrics["accuracy"] == 0.7
