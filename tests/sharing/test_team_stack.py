@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,6 +45,7 @@ def stack():
     yield team
     team.stop()
     team.remove_data()
+    shutil.rmtree(team.folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -281,6 +283,4 @@ def test_command_line_up_status_down_keeps_data_until_reset():
         assert not (folder / "secrets.json").exists() and not (folder / "seaweedfs").exists()
     finally:
         _team("down", "--dir", str(folder), "--reset", timeout=120)
-        import shutil
-
         shutil.rmtree(folder, ignore_errors=True)
