@@ -256,8 +256,9 @@ def test_command_line_up_status_down_keeps_data_until_reset():
         port = int(lines["MLFLOW_TRACKING_URI"].rsplit(":", 1)[1])
         auth = (lines["MLFLOW_TRACKING_USERNAME"], lines["MLFLOW_TRACKING_PASSWORD"])
         client_env = {**os.environ, **lines}
-        made = subprocess.run([sys.executable, "-c", "import mlflow; print(mlflow.MlflowClient().create_experiment('kept'))"],
-                              env=client_env, capture_output=True, text=True, timeout=120)
+        create = "import mlflow; print(mlflow.MlflowClient().create_experiment('kept'))"
+        made = subprocess.run([sys.executable, "-c", create], env=client_env, capture_output=True, text=True,
+                              timeout=120)
         assert made.returncode == 0, made.stderr
 
         running = json.loads((folder / "running.json").read_text())
