@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install deps lab labextension test test-js test-python test-notebooks demo bench clean
+.PHONY: install deps lab labextension test test-js test-python test-notebooks demo bench team team-down team-status clean
 
 ## What the goals need from the system (Debian packages), checked when make starts, before anything runs: when
 ## something is missing, make stops at once with one line that names the install command (tools/system-needs).
@@ -83,6 +83,17 @@ test-notebooks: install $(LT)
 ## Execute the quickstart notebook headless into the embedded store and print its runs.
 demo: install
 	env -u MLFLOW_TRACKING_URI $(BIN)/python -m jupyter_tracking.demo notebooks/01_quickstart.ipynb
+
+## The team stack on this machine: PostgreSQL, SeaweedFS (S3) and `mlflow server` with its login, all on
+## 127.0.0.1; prints the three variables a notebook needs. Data in ~/.local/share/jupyter_tracking/team.
+team: install
+	$(BIN)/python -m jupyter_tracking.team up
+
+team-status: install
+	$(BIN)/python -m jupyter_tracking.team status
+
+team-down: install
+	$(BIN)/python -m jupyter_tracking.team down
 
 ## Speed and memory figures against plain MLflow (prints tables).
 bench: install

@@ -416,13 +416,23 @@ def cell_source(run_id: str, location: StoreLocation | None = None) -> str | Non
         return Path(path).read_text(encoding="utf-8", errors="replace")
 
 
-def artifact_names(run_id: str, location: StoreLocation | None = None) -> list[str]:
+def _artifact_repository(run: Run, location: StoreLocation | None) -> Any:
+    """The run's artifact repository, from the run already fetched (MlflowClient would fetch the run again:
+    one more request per call against a server)."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    return get_artifact_repository(run.info.artifact_uri, tracking_uri=location_or_default(location).uri)
+
+
+def artifact_names(run_id: str, location: StoreLocation | None = None, *, run: Run | None = None) -> list[str]:
     """Names of the Python objects logged with ``--artifacts`` (``artifacts/<name>.pkl``)."""
     from .store import client_for
 
-    client = client_for(location_or_default(location))
     try:
-        files = client.list_artifacts(run_id, ARTIFACTS_DIR)
+        if run is not None:
+            files = _artifact_repository(run, location).list_artifacts(ARTIFACTS_DIR)
+        else:
+            files = client_for(location_or_default(location)).list_artifacts(run_id, ARTIFACTS_DIR)
     except Exception:  # noqa: BLE001 - no artifacts folder
         return []
     names = []
@@ -433,23 +443,22 @@ def artifact_names(run_id: str, location: StoreLocation | None = None) -> list[s
     return sorted(names)
 
 
-def load_artifacts(run_id: str, *names: str, location: StoreLocation | None = None) -> dict[str, Any]:
+def load_artifacts(run_id: str, *names: str, location: StoreLocation | None = None,
+                   _run: Run | None = None, _available: list[str] | None = None) -> dict[str, Any]:
     """The objects logged with ``--artifacts`` by a run, unpickled: ``{name: object}`` (all when no names)."""
-    from .store import client_for
-
     run_id = str(run_id).strip()
-    get_run(run_id, location)
-    available = artifact_names(run_id, location)
+    run = _run or get_run(run_id, location)
+    available = _available if _available is not None else artifact_names(run_id, location, run=run)
     wanted = list(names) or available
     missing = [n for n in wanted if n not in available]
     if missing:
         have = ", ".join(available) if available else "none"
         raise QueryError(f"Run {run_id} has no artifact {', '.join(map(repr, missing))} (it has: {have}).")
-    client = client_for(location_or_default(location))
+    repository = _artifact_repository(run, location)
     objects = {}
     with tempfile.TemporaryDirectory(prefix="jt-load-") as tmp:
         for name in wanted:
-            path = client.download_artifacts(run_id, f"{ARTIFACTS_DIR}/{name}.pkl", tmp)
+            path = repository.download_artifacts(f"{ARTIFACTS_DIR}/{name}.pkl", tmp)
             objects[name] = _unpickle(Path(path))
     return objects
 
@@ -522,10 +531,12 @@ def load(run_id: str, *names: str, location: StoreLocation | None = None) -> dic
     """
     run = get_run(run_id, location)
     params = params_as_values(run.data.params)
-    available = artifact_names(run.info.run_id, location)
+    available = artifact_names(run.info.run_id, location, run=run)
     if not names:
         result = dict(params)
-        result.update(load_artifacts(run.info.run_id, *available, location=location) if available else {})
+        if available:
+            result.update(load_artifacts(run.info.run_id, *available, location=location, _run=run,
+                                         _available=available))
         return result
     missing = [n for n in names if n not in available and n not in params]
     if missing:
@@ -537,7 +548,7 @@ def load(run_id: str, *names: str, location: StoreLocation | None = None) -> dic
     result = {n: params[n] for n in names if n not in available}
     wanted = [n for n in names if n in available]
     if wanted:
-        result.update(load_artifacts(run.info.run_id, *wanted, location=location))
+        result.update(load_artifacts(run.info.run_id, *wanted, location=location, _run=run, _available=available))
     return {n: result[n] for n in names}
 
 

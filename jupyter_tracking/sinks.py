@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import internals
+from . import artifact_upload, internals
 from . import store as store_module
 
 OUTAGE, REFUSAL = "outage", "refusal"
@@ -51,6 +51,8 @@ def classify(error: BaseException) -> str:
         chain.append(current)
         current = current.__cause__ or current.__context__
     for item in chain:
+        if isinstance(getattr(item, "outage", None), bool):  # an error that knows (artifact_upload)
+            return OUTAGE if item.outage else REFUSAL
         if isinstance(item, (ConnectionError, TimeoutError)):
             return OUTAGE
         if isinstance(item, OSError) and item.errno in _OUTAGE_ERRNOS:
@@ -293,7 +295,7 @@ class MlflowSink:
             try:
                 if repository is None:
                     repository = self._artifact_repository(run_id)
-                repository.log_artifact(path, artifact_path or None)
+                artifact_upload.log_artifact(repository, path, artifact_path or None)
             except Exception as error:  # noqa: BLE001
                 if classify(error) == OUTAGE:
                     raise

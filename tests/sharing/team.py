@@ -1,12 +1,12 @@
 """Helpers for the team-server tests: a real ``mlflow server`` (basic-auth, proxied artifacts), a real
-PostgreSQL server started as the ``postgres`` user, and a real Jupyter kernel to run cells in."""
+PostgreSQL server (``jupyter_tracking.team``'s, run as the ``postgres`` user when we are root), and a real
+Jupyter kernel to run cells in. The whole team stack (``jupyter_tracking.team.TeamStack``) is in test_team_stack.py."""
 
 from __future__ import annotations
 
-import glob
 import os
+import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jupyter_tracking.sharing.processes import GuardedProcess, free_port, start_guarded
+from jupyter_tracking.team import DATABASE, DB_ROLE, PostgresServer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -86,52 +87,38 @@ class TeamServer:
 
 @dataclass
 class Postgres:
-    """A throw-away PostgreSQL cluster on 127.0.0.1 (run as ``postgres`` when we are root: it refuses root)."""
+    """A throw-away PostgreSQL cluster: the team stack's own ``PostgresServer`` in a folder of its own.
 
-    folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="jt-pg-")))  # pytest's tmp is 0700 root
-    port: int = field(default_factory=free_port)
+    (pytest's tmp folders are 0700 root: the folder is made in /tmp so the ``postgres`` user can reach it.)
+    """
 
-    @staticmethod
-    def bindir() -> Path:
-        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-        if found:
-            return Path(found[-1]).parent
-        initdb = shutil.which("initdb")
-        if initdb:
-            return Path(initdb).resolve().parent
-        raise RuntimeError("PostgreSQL is not installed: `apt-get install postgresql` (.ci/run does it)")
-
-    def _run(self, *args: str) -> subprocess.CompletedProcess:
-        command = list(args)
-        if os.geteuid() == 0:
-            command = ["runuser", "-u", "postgres", "--", *command]
-        return subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
-
-    @property
-    def data(self) -> Path:
-        return self.folder / "data"
+    folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="jt-pg-")))
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    server: PostgresServer | None = None
 
     def start(self) -> Postgres:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            shutil.chown(self.folder, "postgres", "postgres")
-        bindir = self.bindir()
-        self._run(str(bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run(str(bindir / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.folder / "pg.log"),
-                  "-w", "-t", "60", "start")
-        self._run(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "mlflow")
+        os.chmod(self.folder, 0o711)
+        self.server = PostgresServer(self.folder, self.password, free_port())
+        self.server.start(self.folder / "logs")
         return self
 
     @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def user(self) -> str:
+        return DB_ROLE
+
+    @property
     def uri(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/mlflow"
+        """With the password, for a test server's command line (a throw-away cluster)."""
+        return f"postgresql://{DB_ROLE}:{self.password}@127.0.0.1:{self.port}/{DATABASE}"
 
     def stop(self) -> None:
-        try:
-            self._run(str(self.bindir() / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
-        except subprocess.CalledProcessError:
-            pass
+        if self.server is not None:
+            self.server.kill()  # throw-away: no clean shutdown needed
+            self.server.remove_data()
         shutil.rmtree(self.folder, ignore_errors=True)
 
 

@@ -204,7 +204,7 @@ def test_a_run_on_a_postgresql_backed_server(kernel, tmp_path_factory, monkeypat
         assert run.data.params["batch"] == "64"
         import psycopg
 
-        with psycopg.connect(host="127.0.0.1", port=pg.port, user="postgres", dbname="mlflow") as conn:
+        with psycopg.connect(host="127.0.0.1", port=pg.port, user=pg.user, password=pg.password, dbname="mlflow") as conn:
             with conn.cursor() as cur:
                 cur.execute("select name, status from runs where run_uuid = %s", (run.info.run_id,))
                 assert cur.fetchone() == ("pg-run", "FINISHED")
