@@ -204,13 +204,13 @@ class MlflowSink:
         refuses is named in the outcome and in the run (tag and ``refused.json``)."""
         outcome = FinishOutcome()
         with _quiet():
+            self._write_files(run_id, final, outcome)  # first: the run is closed only once its files are in
             try:
                 self._finish_at_once(run_id, final, outcome)
             except Exception as error:  # noqa: BLE001
                 if classify(error) == OUTAGE or getattr(error, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
                     raise  # an outage, or no such run: nothing of it can be written
                 self._finish_piece_by_piece(run_id, final, outcome, error)
-            self._write_files(run_id, final, outcome)
             if outcome.refused:
                 self._record_refusals(run_id, outcome)
         if fluent:
