@@ -22,7 +22,7 @@ from . import context as context_module
 from . import store as store_module
 from .capture import Capture, CaptureRules, analyze, dataframe_digest
 from .recorder import FAILED, FINISHED, KILLED, RUNNING, RunRecorder, RunSummary
-from .secret_filter import is_secret_name, redact_text
+from .secret_filter import is_secret_name, redact_source, redact_text
 
 SOURCE_ARTIFACT_DIR = "cell"
 last_summary: RunSummary | None = None  # the most recent tracked run of this session, for `%track`
@@ -228,7 +228,7 @@ class TrackedExecution:
                 f"not logged because they look like credentials: {', '.join(sorted(recorder.withheld))}",
                 key="withheld",
             )
-        recorder.add_text_artifact(redact_text(self.source), SOURCE_ARTIFACT_DIR, "cell.py")
+        recorder.add_text_artifact(redact_source(self.source), SOURCE_ARTIFACT_DIR, "cell.py")
         if error is not None and not (isinstance(error, SystemExit) and status == FINISHED):
             text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
             recorder.add_text_artifact(redact_text(text), "", "traceback.txt")

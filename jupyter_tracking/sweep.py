@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import queries
+from .secret_filter import redact_source
 
 GRID_TAG = queries.GRID_TAG
 BEST_CHILD_TAG = queries.BEST_CHILD_TAG
@@ -316,7 +317,7 @@ def run_grid(
                          description=options.note, make_active=False)
     parent.start()
     state.parent_run_id = parent.run_id
-    parent.add_text_artifact(source, "cell", "cell.py")
+    parent.add_text_artifact(redact_source(source), "cell", "cell.py")
     table = _LiveTable(state, show)
     child_options = replace(options, card=False, live=False, note=None,
                             tags={k: v for k, v in options.tags.items() if k not in (child_tags_exclude or ())})
