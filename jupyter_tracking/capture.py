@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
-from .secret_filter import MAX_PARAM_SCAN, is_secret_name, is_secret_param, remember_secret, summarise
+from .secret_filter import MAX_PARAM_SCAN, is_secret_name, is_secret_param, long_value, remember_secret
 
 MAX_LIST_PARAM = 20  # longer lists are not params (a list of 100 numbers is data, or a step series)
 MAX_FLAT_ENTRIES = 200  # a config with more leaves than this is not logged (a vocabulary is not a config)
@@ -629,7 +629,7 @@ class Capture:
                 if is_secret_name(key):
                     self._withhold(key)
                 else:
-                    self.result.params[key] = summarise(leaf)  # too long to be a param: never scanned
+                    self.result.params[key] = long_value(leaf)  # too long to be a param: only its head
                 continue
             if is_secret_param(key, leaf):
                 self._withhold(key, leaf)
@@ -640,7 +640,7 @@ class Capture:
                 self.result.notes.append(f"`{key}` could not be shown ({type(error).__name__}): skipped")
                 continue
             if len(text) > MAX_PARAM_SCAN:
-                self.result.params[key] = summarise(text)
+                self.result.params[key] = long_value(text)
             elif is_secret_param(key, text):
                 self._withhold(key, text)
             else:

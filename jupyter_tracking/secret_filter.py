@@ -19,7 +19,8 @@ Three kinds of rules, all linear in the length of what they look at:
   assignments, f-strings. The code stays valid Python (``api_key = "***"``); value rules run on every
   literal and comment.
 
-Values longer than ``MAX_PARAM_SCAN`` are never scanned as params: they are summarised (``summarise``).
+Values longer than ``MAX_PARAM_SCAN`` are never scanned whole as params: only their head, which is all
+that is kept (``long_value``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from collections import OrderedDict
 from typing import Any
 
 REDACTED = "***"
-MAX_PARAM_SCAN = 6000  # a param value longer than this is summarised, not scanned
+MAX_PARAM_SCAN = 6000  # of a longer param value only the head is scanned (and kept)
 MAX_NAME = 200  # only the last 200 characters of a name are looked at
 _MAX_REMEMBERED = 256
 _MIN_REMEMBERED = 6
@@ -304,7 +305,7 @@ def secret_spans(text: str) -> list[tuple[int, int]]:
 def is_secret_value(value: object) -> bool:
     """True for a string that holds a token, a private key, a URL password or a known withheld value.
 
-    Strings longer than MAX_PARAM_SCAN are not looked at here (callers summarise them instead).
+    Strings longer than MAX_PARAM_SCAN are not looked at here (callers keep only their head: ``long_value``).
     """
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
@@ -349,9 +350,13 @@ def redact_text(text: str) -> str:
     return "".join(parts)
 
 
-def summarise(value: str) -> str:
-    """What a string too long to be a param becomes: its length only (never scanned, never stored)."""
-    return f"<str of {len(value):,} characters>"
+def long_value(text: str) -> str:
+    """A string too long to be a param: only its head is looked at (and kept; MLflow's limit cuts the rest).
+
+    The head is redacted in place, so the cost is bounded whatever the length (a 10 MB string costs the same
+    as a 7 kB one).
+    """
+    return redact_text(text[: MAX_PARAM_SCAN + 1024])
 
 
 def redact_tags(tags: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
@@ -517,19 +522,18 @@ def redact_source(source: str) -> str:
 def redact_params(params: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
     """Params without the credential ones (by name or value); returns them and the withheld names.
 
-    Values longer than MAX_PARAM_SCAN are summarised, never scanned.
+    Values longer than MAX_PARAM_SCAN: only their head is scanned and kept (``long_value``).
     """
     kept: dict[str, str] = {}
     withheld: list[str] = []
     for key, value in params.items():
         text = str(value)
-        if len(text) > MAX_PARAM_SCAN:
-            if is_secret_name(str(key)):
-                withheld.append(str(key))
-            else:
-                kept[key] = text if text.startswith("<str of ") else summarise(text)
-            continue
-        if is_secret_param(str(key), text):
+        if is_secret_name(str(key)):
+            withheld.append(str(key))
+            remember_secret(text)
+        elif len(text) > MAX_PARAM_SCAN:
+            kept[key] = long_value(text)
+        elif is_secret_param(str(key), text):
             withheld.append(str(key))
             remember_secret(text)
         else:
