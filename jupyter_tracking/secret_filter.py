@@ -108,7 +108,7 @@ def _credential_at(words: list[str], index: int) -> str | None:
         return "strong"
     if word == "key" and before in _KEY_QUALIFIERS:
         kind = "strong"
-    elif word == "pass" and before in _PASS_QUALIFIERS and not after:
+    elif word in ("pass", "pw") and not after and (before in _PASS_QUALIFIERS or word == "pw"):
         kind = "strong"
     elif word in ("id", "key", "token", "cookie", "secret") and before == "session":
         kind = "strong"
