@@ -252,23 +252,15 @@ class TrackedExecution:
         if is_secret_name(name):
             recorder.withheld.add(name)
             return
-        path = recorder.tmp_path(PICKLE_ARTIFACT_DIR, f"{name}.pkl")
-        value = self.namespace[name]
+        from . import object_artifacts
+
         try:
-            import pickle
-
-            with open(path, "wb") as handle:
-                pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:  # noqa: BLE001 - lambdas, local classes: cloudpickle (an MLflow dependency) copes
-            try:
-                import cloudpickle
-
-                with open(path, "wb") as handle:
-                    cloudpickle.dump(value, handle)
-            except Exception as error:  # noqa: BLE001
-                recorder.notice(f"--artifacts: `{name}` cannot be pickled ({type(error).__name__}); not logged")
-                return
-        recorder.add_file_artifact(str(path), PICKLE_ARTIFACT_DIR)
+            files = object_artifacts.save(self.namespace[name], recorder.tmp_path(PICKLE_ARTIFACT_DIR, ""), name)
+        except object_artifacts.NotSaved as error:
+            recorder.notice(f"--artifacts: `{name}` {error}; not logged")
+            return
+        for path in files:
+            recorder.add_file_artifact(str(path), PICKLE_ARTIFACT_DIR)
 
 
 def _deliver_spooled_runs(recorder: RunRecorder) -> None:

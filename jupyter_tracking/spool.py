@@ -16,6 +16,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from .private_files import copy_private, open_private, private_dir
+
 
 def spool_dir() -> Path:
     configured = os.environ.get("JUPYTER_TRACKING_SPOOL_DIR")
@@ -29,15 +31,14 @@ class SpoolFile:
     """Appends one run's records to its spool file."""
 
     def __init__(self, uri: str, experiment: str, run_id: str | None, run_info: dict[str, Any]) -> None:
-        folder = spool_dir()
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = private_dir(spool_dir())
         self.local_id = uuid.uuid4().hex
         self.path = folder / f"{int(time.time())}-{self.local_id}.jsonl"
         self.files = folder / self.local_id
         self._append({"op": "run", "uri": uri, "experiment": experiment, "run_id": run_id, **run_info})
 
     def _append(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a", encoding="utf-8") as handle:
+        with open_private(self.path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
@@ -48,9 +49,9 @@ class SpoolFile:
 
     def artifact(self, local_path: str, artifact_path: str | None) -> None:
         folder = self.files / uuid.uuid4().hex[:8]  # keeps the file's own name, which MLflow logs it under
-        folder.mkdir(parents=True, exist_ok=True)
+        private_dir(folder)
         target = folder / Path(local_path).name
-        shutil.copy2(local_path, target)
+        copy_private(local_path, target)
         self._append({"op": "artifact", "file": str(target), "artifact_path": artifact_path})
 
     def dataset(self, entity: dict[str, Any]) -> None:

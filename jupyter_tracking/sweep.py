@@ -448,7 +448,10 @@ def rerun(shell: Any, run_id: str, *, show: bool = True):
         options.tags = {queries.RERUN_TAG: run.info.run_id}
         return run_grid(shell, source, options, grid, best_by=parse_best_by(best_by) if best_by else None,
                         show=show, child_tags_exclude={queries.RERUN_TAG})
-    return run_tracked_cell(shell, source, options, bindings=queries.restore(run.info.run_id),
+    from .reuse import bindable
+
+    bindings = bindable(queries.restore(run.info.run_id), shell.user_ns)[0]  # never shadows builtins or code
+    return run_tracked_cell(shell, source, options, bindings=bindings,
                             extra_tags={queries.RERUN_TAG: run.info.run_id})
 
 

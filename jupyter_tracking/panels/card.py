@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .text import visible
+
 MIME_TYPE = "application/vnd.jupyter-tracking.run+json"
 STATUS_COLOURS = {"FINISHED": "#2e7d32", "FAILED": "#c62828", "KILLED": "#ef6c00", "RUNNING": "#1565c0"}
 _LOWER_IS_BETTER = re.compile(
@@ -163,7 +165,7 @@ def render_text(data: dict[str, Any]) -> str:
         lines.append("withheld (look like credentials): " + ", ".join(data["withheld"]))
     if data.get("spooled"):
         lines.append("spooled: the store was unreachable; `%track sync` delivers this run")
-    return "\n".join(lines)
+    return visible("\n".join(lines))
 
 
 def _short(value: Any, limit: int = 60) -> str:
