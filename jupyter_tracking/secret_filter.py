@@ -36,6 +36,7 @@ MAX_PARAM_SCAN = 6000  # of a longer param value only the head is scanned (and k
 MAX_NAME = 200  # only the last 200 characters of a name are looked at
 _MAX_REMEMBERED = 256
 _MIN_REMEMBERED = 6
+_LONGEST_MATCH = 20_000  # no value rule matches more characters than this (every quantifier is bounded)
 
 # ----------------------------------------------------------------------------------------------- names
 _WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
@@ -265,9 +266,11 @@ def secret_spans(text: str) -> list[tuple[int, int]]:
         name = match.group(1)
         if name.lower() in _QUERY_ALWAYS or is_secret_name(name):
             spans.append(match.span(2))
-    for match in _AUTH_SCHEME.finditer(text):
+    for match in _AUTH_SCHEME.finditer(text):  # "Bearer <token>", not "Basic authentication"
         value = match.group(1)
-        if any(ch.isdigit() for ch in value) or len(value) >= 20 or match.group(0)[0] in "Bb":
+        mixed = any(ch.isupper() for ch in value) and any(ch.islower() for ch in value)
+        if (any(ch.isdigit() for ch in value) or len(value) >= 20 or "=" in value
+                or (mixed and match.group(0)[0] not in "Tt")):
             spans.append(match.span(1))
     for match in _KEY_VALUE.finditer(text):
         group = 2 if match.group(2) is not None else 3 if match.group(3) is not None else 4
@@ -356,7 +359,8 @@ def long_value(text: str) -> str:
     The head is redacted in place, so the cost is bounded whatever the length (a 10 MB string costs the same
     as a 7 kB one).
     """
-    return redact_text(text[: MAX_PARAM_SCAN + 1024])
+    # Scanned further than kept, so that a credential cut by the end of the head is still recognised whole.
+    return redact_text(text[: MAX_PARAM_SCAN + _LONGEST_MATCH])[: MAX_PARAM_SCAN + 1024]
 
 
 def redact_tags(tags: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
