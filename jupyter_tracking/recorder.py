@@ -22,7 +22,7 @@ from typing import Any
 
 from . import store as store_module
 from .limits import MAX_PARAM_LENGTH, MAX_TAG_LENGTH, KeyCleaner, clean_mapping
-from .secret_filter import redact_params, redact_tags, redact_text
+from .secret_filter import redact_params, redact_source, redact_tags, redact_text
 from .spool import SpoolFile
 
 WRITE_INTERVAL = 0.15  # seconds between background writes while the cell runs
@@ -290,7 +290,8 @@ class RunRecorder:
 
     def add_text_artifact(self, text: str, artifact_path: str, filename: str) -> None:
         path = self._tmp_path(artifact_path, filename)
-        path.write_text(redact_text(text), encoding="utf-8")
+        redact = redact_source if filename.endswith(".py") else redact_text  # source stays valid Python
+        path.write_text(redact(text), encoding="utf-8")
         self._artifacts.append((str(path), artifact_path))
 
     def add_file_artifact(self, path: str, artifact_path: str | None) -> None:

@@ -195,11 +195,16 @@ LOOKALIKES: dict[str, object] = {
 LOOKALIKE_TAGS = "-t max_new_tokens=512 -t family=sk-learn-random-forest"
 
 
+# Code that reads a credential without holding one: stored as written (the stored cell must still run).
+KEPT_SOURCE_LINE = '_db_password = _getenv("DB_PASSWORD")'
+
+
 def tracked_cell_source() -> str:
     """The big tracked cell: every named and valued credential, nested configs, source-only literals, and
     every look-alike, bound from literals (so each is a param candidate)."""
     lines = ["from argparse import Namespace", "from types import SimpleNamespace",
-             "def _connect(**kwargs):", "    return None"]
+             "def _connect(**kwargs):", "    return None", "def _getenv(name):", "    return None",
+             KEPT_SOURCE_LINE]
     lines += [f"{name} = {value!r}" for name, value in NAMED]
     lines += [f"{name} = {value!r}" for name, (value, _) in zip(VALUE_NAMES, VALUED)]
     lines += [f"{name} = {value!r}" for name, value in LOOKALIKES.items()]

@@ -8,13 +8,14 @@ of ``mlflow.db``, every artifact file, every spool file, and everything printed 
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 
 from jupyter_tracking.capture import param_text
 from jupyter_tracking.secret_filter import forget_remembered_secrets
 from tests import secrets_corpus as corpus
-from tests.stores import runs_of
+from tests.stores import runs_of, store_client
 
 EXPERIMENT = "secrets"
 
@@ -63,6 +64,7 @@ def test_no_credential_anywhere_and_no_lookalike_withheld(shell, project, capsys
     outputs = "\n".join([before_failure.out, before_failure.err, *ours, captured.out, captured.err,
                          json.dumps(bundles, default=str)]).encode()
     assert (project / "mlflow.db").exists() and b"max_new_tokens = 512" in written  # the source was stored
+    assert corpus.KEPT_SOURCE_LINE.encode() in written
 
     leaks = [canary for canary in corpus.credential_canaries() if canary.encode() in written]
     shown = [canary for canary in corpus.credential_canaries() if canary.encode() in outputs]
@@ -71,6 +73,8 @@ def test_no_credential_anywhere_and_no_lookalike_withheld(shell, project, capsys
     runs = runs_of(project, EXPERIMENT)
     [main] = [run for run in runs if "max_new_tokens" in run.data.params and "lr" not in run.data.params]
     params = main.data.params
+    stored = Path(store_client(project).download_artifacts(main.info.run_id, "cell/cell.py")).read_text()
+    ast.parse(stored)  # still the same runnable code, with its credentials blanked
     changed = {name: (params.get(name), param_text(value)) for name, value in corpus.LOOKALIKES.items()
                if params.get(name) != param_text(value)}
     assert changed == {}
