@@ -200,7 +200,8 @@ def main() -> None:
     for label, untracked, tracked, capture, plain in capture_table():
         ok = capture < 0.5
         missed += [] if ok else [label]
-        print(f"{label:<24}{untracked:>11.3f}{tracked:>10.3f}{capture:>10.3f}{plain:>14.3f}  {'ok' if ok else 'MISSED'}")
+        verdict = "ok" if ok else "MISSED"
+        print(f"{label:<24}{untracked:>11.3f}{tracked:>10.3f}{capture:>10.3f}{plain:>14.3f}  {verdict}")
     print("(plain MLflow: start_run + log_params of the same params + end_run, the cell itself not included)")
     print()
     print("credential corpus: caught / total, look-alikes flagged / total")
@@ -223,7 +224,10 @@ def main() -> None:
     print(f"{'scan time (s)':<28}{'ours':>8}{'detect-secrets':>16}")
     for label in samples:
         value = theirs.get(label, "-")
-        other = f"{value:>16.3f}" if isinstance(value, float) else f"{'> %.0f' % DETECT_SECRETS_LIMIT if value is None else '-':>16}"
+        if isinstance(value, float):
+            other = f"{value:>16.3f}"
+        else:
+            other = f"{'> %.0f' % DETECT_SECRETS_LIMIT if value is None else '-':>16}"
         print(f"{label:<28}{ours_t[label]:>8.3f}{other}")
     print(f"{'former URL pattern, 20k chars':<28}{time_former_url_pattern(samples):>8.3f}")
     print()

@@ -413,7 +413,9 @@ def artifact_names(run_id: str, location: StoreLocation | None = None) -> list[s
     return sorted(_artifact_files(run_id, location))
 
 
-def load_artifacts(run_id: str, *names: str, location: StoreLocation | None = None, trust: bool = False) -> dict[str, Any]:
+def load_artifacts(
+    run_id: str, *names: str, location: StoreLocation | None = None, trust: bool = False
+) -> dict[str, Any]:
     """The objects logged with ``--artifacts`` by a run: ``{name: object}`` (all when no names).
 
     Pickles this user did not write are refused (QueryError naming the run and its author) unless ``trust``.

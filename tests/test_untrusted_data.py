@@ -139,7 +139,8 @@ def test_text_renderings_show_no_escapes_and_bidi_visibly(shell, project, capsys
 
 
 def test_cleaned_keys_never_merge(shell, project, capsys):
-    run_ok(shell, "%%track\nimport jupyter_tracking as jt\nfor i in range(3):\n    jt.log(step=i, **{'loss_α': i, 'loss_β': 10 + i})\n"
+    run_ok(shell, "%%track\nimport jupyter_tracking as jt\nfor i in range(3):\n"
+                  "    jt.log(step=i, **{'loss_α': i, 'loss_β': 10 + i})\n"
                   "cfg = {'names.lr ': 1, 'names.lr_': 2}\n")
     err = capsys.readouterr().err
     [run] = runs_of(project, EXPERIMENT)

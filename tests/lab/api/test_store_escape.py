@@ -75,7 +75,8 @@ def test_only_reads_pass_the_proxy():
              ("POST", "/x/ajax-api/2.0/mlflow/experiments/search", b""),
              ("POST", "/x/ajax-api/2.0/mlflow/experiments/search-datasets", b""),
              ("POST", "/x/ajax-api/3.0/mlflow/traces/search", b""), ("POST", "/x/graphql", b'{"query": "query {"}')]
-    writes = [("POST", "/x/ajax-api/2.0/mlflow/runs/delete", b"{}"), ("POST", "/x/ajax-api/2.0/mlflow/runs/create", b""),
+    writes = [("POST", "/x/ajax-api/2.0/mlflow/runs/delete", b"{}"),
+              ("POST", "/x/ajax-api/2.0/mlflow/runs/create", b""),
               ("POST", "/x/ajax-api/2.0/mlflow/experiments/create", b""), ("PUT", "/x/api/2.0/mlflow-artifacts/a", b""),
               ("DELETE", "/x/ajax-api/2.0/mlflow/runs/x", b""), ("PATCH", "/x/ajax-api/2.0/mlflow/runs/search", b""),
               ("POST", "/x/graphql", b'{"query": "MUTATION { x }"}'),
