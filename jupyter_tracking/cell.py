@@ -170,9 +170,7 @@ class TrackedExecution:
         if notebook:
             tags["jupyter_tracking.notebook"] = str(notebook)
         for key, value in {**self.options.tags, **self.extra_tags}.items():
-            if is_secret_name(key):
-                continue
-            tags[key] = value
+            tags[key] = value  # the recorder drops credential-named keys and redacts values (secret_filter)
         return tags
 
     # ------------------------------------------------------------------ end

@@ -160,7 +160,9 @@ class RunRecorder:
         if self.description:
             self._tags["mlflow.note.content"] = self.description
         self.run_name = redact_text(self.run_name) if self.run_name else self.run_name
-        tags, _ = clean_mapping(redact_tags(self._tags)[0], MAX_TAG_LENGTH)
+        tags, dropped = redact_tags(self._tags)
+        self.withheld.update(dropped)  # `-t api_token=...`: named in the withheld tag like a param would be
+        tags, _ = clean_mapping(tags, MAX_TAG_LENGTH)
         self._tags = {}
         try:
             if not store_module.is_reachable(self.location):

@@ -81,6 +81,7 @@ def test_no_credential_anywhere_and_no_lookalike_withheld(shell, project, capsys
     withheld = set(main.data.tags["jupyter_tracking.withheld"].split(", "))
     assert withheld.isdisjoint(corpus.LOOKALIKES)
     assert {name for name, _ in corpus.NAMED} <= withheld and set(corpus.VALUE_NAMES) <= withheld
+    assert {"webhook", "api_token"} <= withheld  # the -t tags with credential names
     assert main.data.tags["max_new_tokens"] == "512" and main.data.tags["family"] == "sk-learn-random-forest"
     assert main.data.params["config.lr"] == "0.1" and main.data.params["config.db.host"] == "localhost"
     failed = [run for run in runs if run.info.status == "FAILED"]
