@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
-from .secret_filter import is_secret_name, is_secret_value
+from .secret_filter import MAX_PARAM_SCAN, is_secret_name, is_secret_param, long_value, remember_secret
 
 MAX_LIST_PARAM = 20  # longer lists are not params (a list of 100 numbers is data, or a step series)
 MAX_FLAT_ENTRIES = 200  # a config with more leaves than this is not logged (a vocabulary is not a config)
@@ -435,6 +435,23 @@ def _config_items(value: Any) -> list[tuple[str, Any]] | None:
     return None
 
 
+def _remember_leaves(value: Any, depth: int = 0) -> None:
+    """Remember the text values inside a withheld value (a string, or a small config holding strings)."""
+    if isinstance(value, (str, bytes, int)) and not isinstance(value, bool):
+        remember_secret(value)
+        return
+    if depth >= 3:
+        return
+    try:
+        items = _config_items(value)
+    except Exception:  # noqa: BLE001 - odd objects are not looked into
+        return
+    if items is None and isinstance(value, (list, tuple)) and len(value) <= MAX_LIST_PARAM:
+        items = [("", item) for item in value]
+    for _, item in (items or [])[:MAX_FLAT_ENTRIES]:
+        _remember_leaves(item, depth + 1)
+
+
 class TooLarge(Exception):
     """A config with more leaves than MAX_FLAT_ENTRIES."""
 
@@ -582,12 +599,13 @@ class Capture:
     def _allowed(self, name: str) -> bool:
         return name not in self.rules.exclude and not name.startswith("_")
 
-    def _withhold(self, name: str) -> None:
+    def _withhold(self, name: str, value: Any = None) -> None:
         self.result.withheld.add(name)
+        _remember_leaves(value)
 
     def _add_params(self, name: str, value: Any, *, forced: bool = False) -> bool:
         if is_secret_name(name):
-            self._withhold(name)
+            self._withhold(name, value)
             return True
         try:
             flat = flatten_params(name, value)
@@ -607,18 +625,26 @@ class Capture:
             else:
                 return False
         for key, leaf in flat.items():
-            if is_secret_name(key):
-                self._withhold(key)
+            if isinstance(leaf, str) and len(leaf) > MAX_PARAM_SCAN:
+                if is_secret_name(key):
+                    self._withhold(key)
+                else:
+                    self.result.params[key] = long_value(leaf)  # too long to be a param: only its head
+                continue
+            if is_secret_param(key, leaf):
+                self._withhold(key, leaf)
                 continue
             try:
                 text = param_text(leaf)
             except Exception as error:  # noqa: BLE001
                 self.result.notes.append(f"`{key}` could not be shown ({type(error).__name__}): skipped")
                 continue
-            if is_secret_value(text):
-                self._withhold(key)
-                continue
-            self.result.params[key] = text
+            if len(text) > MAX_PARAM_SCAN:
+                self.result.params[key] = long_value(text)
+            elif is_secret_param(key, text):
+                self._withhold(key, text)
+            else:
+                self.result.params[key] = text
         return True
 
     def _add_metrics(self, name: str, value: Any) -> bool:
@@ -708,10 +734,10 @@ class Capture:
         for name in sorted(candidates):
             if name not in namespace or not self._allowed(name) or name in logged_keys:
                 continue
-            if is_secret_name(name):
-                self._withhold(name)
-                continue
             value = namespace[name]
+            if is_secret_name(name):
+                self._withhold(name, value)
+                continue
             if self._add_metrics(name, value) or self._add_series(name, value):
                 self._claimed.add(name)
         key = analysis.last_expr_key

@@ -22,7 +22,7 @@ from . import context as context_module
 from . import store as store_module
 from .capture import Capture, CaptureRules, analyze, dataframe_digest
 from .recorder import FAILED, FINISHED, KILLED, RUNNING, RunRecorder, RunSummary
-from .secret_filter import is_secret_name, redact_text
+from .secret_filter import is_secret_name, redact_source, redact_text
 from .session import Session, current_session
 
 SOURCE_ARTIFACT_DIR = "cell"
@@ -107,7 +107,7 @@ class TrackedExecution:
         notebook = context_module.notebook_path()
         self._git = context_module.GitProbe(notebook.parent if notebook else Path.cwd())
         tags = context_tags(self.source, options.name, location, notebook, session)
-        tags.update(_user_tags({**self.options.tags, **self.extra_tags}))
+        tags.update({**self.options.tags, **self.extra_tags})  # the recorder withholds credential-like tags
         recorder = RunRecorder(
             location, experiment, session=session, run_name=options.name, tags=tags,
             description=options.note, parent_run_id=self.parent_run_id, total_steps=options.steps,
@@ -215,7 +215,7 @@ class TrackedExecution:
                 f"not logged because they look like credentials: {', '.join(sorted(recorder.withheld))}",
                 key="withheld",
             )
-        recorder.add_text_artifact(redact_text(self.source), SOURCE_ARTIFACT_DIR, "cell.py")
+        recorder.add_text_artifact(redact_source(self.source), SOURCE_ARTIFACT_DIR, "cell.py")
         if error is not None and not (isinstance(error, SystemExit) and status == FINISHED):
             text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
             recorder.add_text_artifact(redact_text(text), "", "traceback.txt")
@@ -229,23 +229,15 @@ class TrackedExecution:
         if is_secret_name(name):
             recorder.withheld.add(name)
             return
-        path = recorder.tmp_path(PICKLE_ARTIFACT_DIR, f"{name}.pkl")
-        value = self.namespace[name]
+        from . import object_artifacts
+
         try:
-            import pickle
-
-            with open(path, "wb") as handle:
-                pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:  # noqa: BLE001 - lambdas, local classes: cloudpickle (an MLflow dependency) copes
-            try:
-                import cloudpickle
-
-                with open(path, "wb") as handle:
-                    cloudpickle.dump(value, handle)
-            except Exception as error:  # noqa: BLE001
-                recorder.notice(f"--artifacts: `{name}` cannot be pickled ({type(error).__name__}); not logged")
-                return
-        recorder.add_file_artifact(str(path), PICKLE_ARTIFACT_DIR)
+            files = object_artifacts.save(self.namespace[name], recorder.tmp_path(PICKLE_ARTIFACT_DIR, ""), name)
+        except object_artifacts.NotSaved as error:
+            recorder.notice(f"--artifacts: `{name}` {error}; not logged")
+            return
+        for path in files:
+            recorder.add_file_artifact(str(path), PICKLE_ARTIFACT_DIR)
 
 
 # ---------------------------------------------------------------------- panels
@@ -353,10 +345,6 @@ def context_tags(source: str, name: str | None, location: store_module.StoreLoca
     if notebook:
         tags["jupyter_tracking.notebook"] = str(notebook)
     return tags
-
-
-def _user_tags(tags: dict[str, str]) -> dict[str, str]:
-    return {key: value for key, value in tags.items() if not is_secret_name(key)}
 
 
 def git_tags(git: context_module.GitState | None) -> dict[str, str]:

@@ -223,12 +223,13 @@ class TrackingMagics(Magics):
     @magic_arguments()
     @argument("run_id")
     @argument("names", nargs="*", help="artifact or param names (default: all)")
+    @argument("--trust", action="store_true", help="also unpickle objects this user did not write")
     def _load(self, rest: str) -> None:
-        """%track load RUN_ID [NAME ...]"""
+        """%track load RUN_ID [NAME ...] [--trust]"""
         args = _parse(self._load, rest)
         from .reuse import load_into
 
-        _reported(load_into, self.shell.user_ns, args.run_id, list(args.names))
+        _reported(load_into, self.shell.user_ns, args.run_id, list(args.names), args.trust)
 
     @magic_arguments()
     @argument("run_id")

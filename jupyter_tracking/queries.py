@@ -14,7 +14,6 @@ import gc
 import html
 import json
 import math
-import pickle
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -424,8 +423,9 @@ def _artifact_repository(run: Run, location: StoreLocation | None) -> Any:
     return get_artifact_repository(run.info.artifact_uri, tracking_uri=location_or_default(location).uri)
 
 
-def artifact_names(run_id: str, location: StoreLocation | None = None, *, run: Run | None = None) -> list[str]:
-    """Names of the Python objects logged with ``--artifacts`` (``artifacts/<name>.pkl``)."""
+def _artifact_files(run_id: str, location: StoreLocation | None = None, *, run: Run | None = None) -> dict[str, str]:
+    """``{name: file name}`` of the objects logged with ``--artifacts`` (``artifacts/<name>.json|.npy|.pkl``)."""
+    from .object_artifacts import object_name
     from .store import client_for
 
     try:
@@ -434,39 +434,59 @@ def artifact_names(run_id: str, location: StoreLocation | None = None, *, run: R
         else:
             files = client_for(location_or_default(location)).list_artifacts(run_id, ARTIFACTS_DIR)
     except Exception:  # noqa: BLE001 - no artifacts folder
-        return []
-    names = []
+        return {}
+    found: dict[str, str] = {}
     for item in files:
-        name = item.path.rsplit("/", 1)[-1]
-        if not item.is_dir and name.endswith(".pkl"):
-            names.append(name[: -len(".pkl")])
-    return sorted(names)
+        filename = item.path.rsplit("/", 1)[-1]
+        name = None if item.is_dir else object_name(filename)
+        if name is not None:
+            found.setdefault(name, filename)
+    return found
 
 
-def load_artifacts(run_id: str, *names: str, location: StoreLocation | None = None,
-                   _run: Run | None = None, _available: list[str] | None = None) -> dict[str, Any]:
-    """The objects logged with ``--artifacts`` by a run, unpickled: ``{name: object}`` (all when no names)."""
+def artifact_names(run_id: str, location: StoreLocation | None = None, *, run: Run | None = None) -> list[str]:
+    """Names of the Python objects logged with ``--artifacts``."""
+    return sorted(_artifact_files(run_id, location, run=run))
+
+
+def load_artifacts(
+    run_id: str, *names: str, location: StoreLocation | None = None, trust: bool = False, _run: Run | None = None,
+) -> dict[str, Any]:
+    """The objects logged with ``--artifacts`` by a run: ``{name: object}`` (all when no names).
+
+    Pickles this user did not write are refused (QueryError naming the run and its author) unless ``trust``.
+    Files come straight from the run's artifact repository (one request each against a server).
+    """
+    from .object_artifacts import SIGNATURE_SUFFIX, Refused
+    from .object_artifacts import load as load_object
+
     run_id = str(run_id).strip()
     run = _run or get_run(run_id, location)
-    available = _available if _available is not None else artifact_names(run_id, location, run=run)
+    files = _artifact_files(run_id, location, run=run)
+    available = sorted(files)
     wanted = list(names) or available
     missing = [n for n in wanted if n not in available]
     if missing:
         have = ", ".join(available) if available else "none"
         raise QueryError(f"Run {run_id} has no artifact {', '.join(map(repr, missing))} (it has: {have}).")
     repository = _artifact_repository(run, location)
+    author = run.data.tags.get("mlflow.user")
     objects = {}
     with tempfile.TemporaryDirectory(prefix="jt-load-") as tmp:
         for name in wanted:
-            path = repository.download_artifacts(f"{ARTIFACTS_DIR}/{name}.pkl", tmp)
-            objects[name] = _unpickle(Path(path))
+            path = Path(repository.download_artifacts(f"{ARTIFACTS_DIR}/{files[name]}", tmp))
+            signature = None
+            if path.suffix == ".pkl":
+                try:
+                    signature = Path(repository.download_artifacts(
+                        f"{ARTIFACTS_DIR}/{files[name]}{SIGNATURE_SUFFIX}", tmp))
+                except Exception:  # noqa: BLE001 - unsigned: only loaded when trusted
+                    signature = None
+            try:
+                objects[name] = load_object(path, signature=signature, trust=trust, run_id=run_id, author=author)
+            except Refused as refusal:
+                raise QueryError(str(refusal)) from None
     return objects
-
-
-def _unpickle(path: Path) -> Any:
-    # cloudpickle writes ordinary pickle streams (it only needs to be importable for the classes it refers to).
-    with open(path, "rb") as fh:
-        return pickle.load(fh)  # noqa: S301 - the user's own artifacts, from their own store
 
 
 class ParamGroup(dict):
@@ -524,7 +544,7 @@ def restore(run_id: str, *, location: StoreLocation | None = None) -> dict[str, 
     return params_as_values(get_run(run_id, location).data.params)
 
 
-def load(run_id: str, *names: str, location: StoreLocation | None = None) -> dict[str, Any]:
+def load(run_id: str, *names: str, location: StoreLocation | None = None, trust: bool = False) -> dict[str, Any]:
     """What ``%track load`` binds: the run's ``--artifacts`` objects and its params (all, or just ``names``).
 
     An artifact wins over a param of the same name. QueryError names what is missing.
@@ -535,8 +555,7 @@ def load(run_id: str, *names: str, location: StoreLocation | None = None) -> dic
     if not names:
         result = dict(params)
         if available:
-            result.update(load_artifacts(run.info.run_id, *available, location=location, _run=run,
-                                         _available=available))
+            result.update(load_artifacts(run.info.run_id, *available, location=location, trust=trust, _run=run))
         return result
     missing = [n for n in names if n not in available and n not in params]
     if missing:
@@ -548,7 +567,7 @@ def load(run_id: str, *names: str, location: StoreLocation | None = None) -> dic
     result = {n: params[n] for n in names if n not in available}
     wanted = [n for n in names if n in available]
     if wanted:
-        result.update(load_artifacts(run.info.run_id, *wanted, location=location, _run=run, _available=available))
+        result.update(load_artifacts(run.info.run_id, *wanted, location=location, trust=trust, _run=run))
     return {n: result[n] for n in names}
 
 
@@ -626,7 +645,9 @@ class RunDiff:
             lines.append("   same cell code")
         else:
             lines.extend("   " + line for line in self.code_diff)
-        return "\n".join(lines)
+        from .panels.text import visible
+
+        return visible("\n".join(lines))
 
     def _repr_html_(self) -> str:
         return diff_html(self.to_dict())
@@ -736,12 +757,12 @@ def guess_objective(metrics: Iterable[str], overrides: dict[str, str] | None = N
     return key, metric_goal(key, overrides)
 
 
-def load_values(run_id: str, *names: str, location: StoreLocation | None = None) -> Any:
+def load_values(run_id: str, *names: str, location: StoreLocation | None = None, trust: bool = False) -> Any:
     """``jt.load(run_id, "model")`` -> the object; ``jt.load(run_id)`` or several names -> ``{name: object}``.
 
     Objects logged with ``--artifacts`` come back as the same Python objects; params come back as values.
     """
-    values = load(run_id, *names, location=location)
+    values = load(run_id, *names, location=location, trust=trust)
     return values[names[0]] if len(names) == 1 else values
 
 

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from . import store as store_module
-from .limits import MAX_PARAM_LENGTH, MAX_TAG_LENGTH, clean_key, clean_mapping
+from .limits import MAX_PARAM_LENGTH, MAX_TAG_LENGTH, KeyCleaner, clean_mapping
+from .secret_filter import redact_params, redact_source, redact_tags, redact_text
 from .sinks import OUTAGE, FinalRecord, MlflowSink, SpoolSink, classify, now_ms
 
 WRITE_INTERVAL = 0.15  # seconds between background writes while the cell runs
@@ -147,6 +148,7 @@ class RunRecorder:
         self._keys: list[str] = []  # key id -> the key as given
         self._clean_keys: list[str] = []  # key id -> the key as stored
         self._next_step: dict[str, int] = {}
+        self._metric_keys = KeyCleaner()  # distinct keys stay distinct after cleaning
         self._pending_rows: list[tuple[str, float, int, int]] = []
         self._inflight: list[tuple[str, float, int, int]] | None = None  # the batch being written now
         self._last_seen_alive = float("-inf")
@@ -190,7 +192,10 @@ class RunRecorder:
             self._tags["mlflow.parentRunId"] = self.parent_run_id
         if self.description:
             self._tags["mlflow.note.content"] = self.description
-        tags, _ = clean_mapping(self._tags, MAX_TAG_LENGTH)
+        self.run_name = redact_text(self.run_name) if self.run_name else self.run_name
+        tags, dropped = redact_tags(self._tags)
+        self.withheld.update(dropped)  # `-t api_token=...`: named in the withheld tag like a param would be
+        tags, _ = clean_mapping(tags, MAX_TAG_LENGTH)
         self._tags = {}
         sink = MlflowSink(self.location, self.session)
         try:
@@ -335,7 +340,7 @@ class RunRecorder:
             number = float(value)
         except (TypeError, ValueError):
             return
-        key = clean_key(key)
+        key = self._clean_metric_key(key)
         self.logged_keys.add(key)
         if step is None:
             step = self._next_step.get(key, 0)
@@ -343,7 +348,9 @@ class RunRecorder:
         self.series.extend([(key, number, timestamp or now_ms(), step)])
 
     def add_params(self, params: dict[str, str]) -> None:
-        cleaned, changed = clean_mapping(params, MAX_PARAM_LENGTH)
+        params, withheld = redact_params(params)
+        self.withheld.update(withheld)
+        cleaned, changed = clean_mapping(params, MAX_PARAM_LENGTH, taken=self._params)
         if changed:
             self.notice(f"shortened or renamed params MLflow would reject: {', '.join(sorted(changed)[:5])}", key="params")
         self._params.update(cleaned)
@@ -364,11 +371,12 @@ class RunRecorder:
         self._pending_rows.extend(rows)
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        self._tags.update({k: str(v) for k, v in tags.items()})
+        self._tags.update(redact_tags(tags)[0])
 
     def add_text_artifact(self, text: str, artifact_path: str, filename: str) -> None:
         path = self.tmp_path(artifact_path, filename)
-        path.write_text(text, encoding="utf-8")
+        redact = redact_source if filename.endswith(".py") else redact_text  # source stays valid Python
+        path.write_text(redact(text), encoding="utf-8")
         self._artifacts.append((str(path), artifact_path))
 
     def add_file_artifact(self, path: str, artifact_path: str | None) -> None:
@@ -387,7 +395,7 @@ class RunRecorder:
 
     # ------------------------------------------------------------------ writer
     def _clean_metric_key(self, key: str) -> str:
-        cleaned = clean_key(key)
+        cleaned = self._metric_keys.clean(key)
         if cleaned != key:
             self.notice(f"metric key {key!r} renamed to {cleaned!r} for MLflow", key=f"key:{key}")
         return cleaned

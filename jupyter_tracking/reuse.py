@@ -10,6 +10,7 @@ import html
 from typing import Any
 
 from . import queries
+from .panels.text import visible
 
 
 def _say(message: str) -> None:
@@ -47,9 +48,12 @@ def show_best(metric: str, mode: str | None = None, experiment: str | None = Non
     return run
 
 
-def load_into(namespace: dict[str, Any], run_id: str, names: list[str]) -> list[str]:
-    """``%track load``: bind a run's artifacts (and params) as names; says in one line what was bound."""
-    values = queries.load(run_id, *names)
+def load_into(namespace: dict[str, Any], run_id: str, names: list[str], trust: bool = False) -> list[str]:
+    """``%track load``: bind a run's artifacts (and params) as names; says in one line what was bound.
+
+    Pickles not written by this user are refused unless ``trust`` (``object_artifacts``).
+    """
+    values = queries.load(run_id, *names, trust=trust)
     artifacts = set(queries.artifact_names(run_id))
     namespace.update(values)
     objects = [n for n in values if n in artifacts]
@@ -64,13 +68,38 @@ def load_into(namespace: dict[str, Any], run_id: str, names: list[str]) -> list[
     return list(values)
 
 
+def bindable(values: dict[str, Any], namespace: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The params that may be bound as names, and the names skipped.
+
+    Skipped: names that are not plain identifiers, keywords, private names (``_x``), builtins (``len``,
+    ``print``), and names that hold code now (a module, function, class or other callable: ``np``, ``jt``,
+    ``get_ipython``): a run's params never replace what the user did not log as a param.
+    """
+    import builtins
+    import keyword
+
+    kept: dict[str, Any] = {}
+    skipped: list[str] = []
+    for name, value in values.items():
+        current = namespace.get(name)
+        if (not name.isidentifier() or keyword.iskeyword(name) or name.startswith("_") or hasattr(builtins, name)
+                or (name in namespace and (callable(current) or type(current).__name__ == "module"))):
+            skipped.append(name)
+        else:
+            kept[name] = value
+    return kept, skipped
+
+
 def restore_into(namespace: dict[str, Any], run_id: str) -> list[str]:
-    """``%track restore``: bind a run's params as names (values as Python objects)."""
-    values = queries.restore(run_id)
+    """``%track restore``: bind a run's params as names (values as Python objects); one line says what was
+    bound and one what was skipped (``bindable``)."""
+    values, skipped = bindable(queries.restore(run_id), namespace)
     namespace.update(values)
-    shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
+    shown = visible(", ".join(f"{k}={v!r}" for k, v in values.items()))
     _say(f"restored {len(values)} param(s) from run {run_id}: {shown}" if values
          else f"run {run_id} has no params to restore")
+    if skipped:
+        _say(f"not restored (builtins, code or private names): {visible(', '.join(sorted(skipped)))}")
     return list(values)
 
 

@@ -53,6 +53,16 @@ class Session:
         self.active_recorder: Any = None
         self.active_thread: int | None = None
         self.warned: set[str] = set()
+        self._withheld_values: Any = None
+
+    @property
+    def withheld_values(self) -> Any:
+        """Values withheld as credentials in this session (``secret_filter``): never written later either."""
+        if self._withheld_values is None:
+            from .secret_filter import RememberedSecrets
+
+            self._withheld_values = RememberedSecrets()
+        return self._withheld_values
 
     def forget_store_state(self) -> None:
         """After the store changes: experiment ids and card comparisons belong to the old one."""

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .private_files import copy_private, open_private, private_dir
+
 RUN_KEY_TAG = "jupyter_tracking.run_key"
 REFUSED_DIR = "refused"
 
@@ -32,11 +34,6 @@ def spool_dir() -> Path:
         return Path(configured)
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache) / "jupyter_tracking" / "spool"
-
-
-def _private_folder(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return folder
 
 
 class SpoolFile:
@@ -62,9 +59,8 @@ class SpoolFile:
     def _append(self, record: dict[str, Any]) -> None:
         self._unsaved.append(json.dumps(record))
         try:
-            _private_folder(self.folder)
-            descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            with os.fdopen(descriptor, "a", encoding="utf-8") as handle:
+            private_dir(self.folder)
+            with open_private(self.path, "a") as handle:
                 handle.write("".join(line + "\n" for line in self._unsaved))
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -89,10 +85,9 @@ class SpoolFile:
         })
 
     def _copy(self, local_path: str) -> str:
-        folder = _private_folder(self.files / uuid.uuid4().hex[:8])  # keeps the file's name: MLflow logs it so
+        folder = private_dir(self.files / uuid.uuid4().hex[:8])  # keeps the file's name: MLflow logs it so
         target = folder / Path(local_path).name
-        shutil.copyfile(local_path, target)
-        os.chmod(target, 0o600)
+        copy_private(local_path, target)
         return str(target)
 
 
@@ -141,8 +136,7 @@ def _progress(path: Path) -> int:
 
 def _write_atomically(path: Path, text: str) -> None:
     temporary = path.with_name(path.name + ".tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+    with open_private(temporary, "w") as handle:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
@@ -241,7 +235,7 @@ def _set_aside(path: Path, error: BaseException) -> str:
     """Move a file the store refuses for good to ``refused/`` (with the reason), so it is not retried."""
     from .sinks import _one_line
 
-    target = _private_folder(path.parent / REFUSED_DIR)
+    target = private_dir(path.parent / REFUSED_DIR)
     reason = _one_line(error)
     header = _header(path)
     shutil.move(str(path), target / path.name)

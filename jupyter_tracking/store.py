@@ -196,6 +196,11 @@ def _create_embedded_store(location: StoreLocation) -> None:
     if db_path.exists() and db_path.stat().st_size > 0:
         return
     db_path.parent.mkdir(parents=True, exist_ok=True)
+    from .private_files import create_private_file, private_dir
+
+    create_private_file(db_path)  # 0600 before SQLite writes a byte (its journals take the same mode)
+    if location.artifact_root:
+        private_dir(Path(location.artifact_root))
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     store = SqlAlchemyStore(location.uri, location.artifact_root)

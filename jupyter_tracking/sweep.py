@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import queries
+from .secret_filter import redact_source
 
 GRID_TAG = queries.GRID_TAG
 BEST_CHILD_TAG = queries.BEST_CHILD_TAG
@@ -328,7 +329,6 @@ def run_grid(
     from . import store as store_module
     from .cell import TrackedCell, context_tags, git_tags
     from .recorder import FAILED, FINISHED, KILLED, RunRecorder
-    from .secret_filter import is_secret_name, redact_text
     from .session import current_session
 
     session = current_session()
@@ -340,13 +340,13 @@ def run_grid(
     git = context_module.GitProbe(notebook.parent if notebook else Path.cwd())
     overrides = goal_overrides(location, experiment) if best_by is None else {}
     parent_tags = {**context_tags(source, options.name, location, notebook, session),
-                   **{k: v for k, v in options.tags.items() if not is_secret_name(k)}, SWEEP_TAG: "grid",
+                   **options.tags, SWEEP_TAG: "grid",  # the recorder withholds credential-like tags
                    GRID_TAG: json.dumps(_jsonable(grid), separators=(",", ":"))}
     parent = RunRecorder(location, experiment, session=session, run_name=options.name, tags=parent_tags,
                          description=options.note, make_active=False)
     parent.start()
     state.parent_run_id = parent.run_id
-    parent.add_text_artifact(redact_text(source), "cell", "cell.py")
+    parent.add_text_artifact(redact_source(source), "cell", "cell.py")
     table = _LiveTable(state, show)
     child_options = replace(options, card=False, live=False, note=None,
                             tags={k: v for k, v in options.tags.items() if k not in (child_tags_exclude or ())})
@@ -471,7 +471,10 @@ def rerun(shell: Any, run_id: str, *, show: bool = True):
         options.tags = {queries.RERUN_TAG: run.info.run_id}
         return run_grid(shell, source, options, grid, best_by=parse_best_by(best_by) if best_by else None,
                         show=show, child_tags_exclude={queries.RERUN_TAG})
-    return run_tracked_cell(shell, source, options, bindings=queries.restore(run.info.run_id),
+    from .reuse import bindable
+
+    bindings = bindable(queries.restore(run.info.run_id), shell.user_ns)[0]  # never shadows builtins or code
+    return run_tracked_cell(shell, source, options, bindings=bindings,
                             extra_tags={queries.RERUN_TAG: run.info.run_id})
 
 

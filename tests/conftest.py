@@ -26,6 +26,7 @@ def _clean_tracking_env(monkeypatch, tmp_path_factory):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("JUPYTER_TRACKING_SPOOL_DIR", str(tmp_path_factory.mktemp("spool")))
     monkeypatch.setenv("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    monkeypatch.setenv("JUPYTER_TRACKING_SIGNING_KEY", str(tmp_path_factory.mktemp("keys") / "signing.key"))
     yield
 
 

@@ -305,8 +305,8 @@ def test_unreachable_store_spools_and_sync_delivers(shell, project, tmp_path, ca
     assert run.info.status == "FINISHED" and run.info.run_name == "offline"
     assert run.data.params["lr"] == "0.01" and run.data.metrics["accuracy"] == 0.8
     assert len(client.get_metric_history(run.info.run_id, "loss")) == 5
-    with open(client.download_artifacts(run.info.run_id, "artifacts/model.pkl"), "rb") as handle:
-        assert pickle.load(handle) == {"weights": [1, 2]}
+    with open(client.download_artifacts(run.info.run_id, "artifacts/model.json"), "rb") as handle:
+        assert json.load(handle) == {"weights": [1, 2]}  # plain data is stored as JSON, not pickled
     run_ok(shell, "%track sync")
     assert "nothing to sync" in capsys.readouterr().out
 
@@ -377,7 +377,7 @@ def test_artifacts_come_back_as_the_same_objects(shell, project):
     [run] = runs_of(project)
     client = store_client(project)
     paths = sorted(a.path for a in client.list_artifacts(run.info.run_id, "artifacts"))
-    assert paths == ["artifacts/encoder.pkl", "artifacts/model.pkl"]
+    assert paths == ["artifacts/encoder.pkl", "artifacts/encoder.pkl.sig", "artifacts/model.json"]
     import cloudpickle
 
     with open(client.download_artifacts(run.info.run_id, "artifacts/encoder.pkl"), "rb") as handle:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..goals import metric_goal
+from .text import visible
 
 MIME_TYPE = "application/vnd.jupyter-tracking.run+json"
 STATUS_COLOURS = {"FINISHED": "#2e7d32", "FAILED": "#c62828", "KILLED": "#ef6c00", "RUNNING": "#1565c0"}
@@ -157,7 +158,7 @@ def render_text(data: dict[str, Any]) -> str:
             parts.append(text)
         lines.append("metrics: " + ", ".join(parts))
     lines.extend(_run_notes(data))
-    return "\n".join(lines)
+    return visible("\n".join(lines))
 
 
 def _run_notes(data: dict[str, Any]) -> list[str]:

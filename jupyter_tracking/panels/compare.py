@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from .. import paging, queries
+from .text import visible
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -368,7 +369,7 @@ class RunsPanel:
                 shown[c] = [format_cell(c, v) for v in frame[c]]
             shown.columns = [column_label(c) for c in columns]
             lines.append(shown.to_string(index=False))
-        return "\n".join(lines)
+        return visible("\n".join(lines))
 
     def to_html(self) -> str:
         """The first page as a static, escaped HTML table (nbconvert, GitHub, no widget front end)."""

@@ -1,8 +1,10 @@
 """Tornado handlers of the REST API (``{base_url}jupyter-tracking/api/...``) and the MLflow UI proxy.
 
 Every method is ``@tornado.web.authenticated``. Each request names a notebook (or folder) with ``?path=``,
-a Jupyter API path inside the server's root; the store is resolved for that notebook's folder by the same
-rules as the kernel (``store.resolve_store``). MLflow calls run in worker threads.
+a Jupyter API path inside the server's root; the store is resolved for that notebook's folder by the kernel's
+rules, except that the search never leaves the root (``paths.store_location``). MLflow calls run in worker
+threads. The MLflow UI started here is read-only: its database is opened read-only and the proxy forwards
+only reads (GET/HEAD/OPTIONS, MLflow's POST searches and GraphQL queries).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.ioloop import IOLoop
 
-from .paths import PathRefused, notebook_folder
+from .paths import PathRefused, notebook_folder, store_location
 
 API_PREFIX = "jupyter-tracking/api"
 UI_PREFIX = "jupyter-tracking/mlflow"
@@ -38,14 +40,12 @@ class TrackingHandler(APIHandler):
     """Shared plumbing: the store of ``?path=``, blocking calls off the event loop, JSON errors."""
 
     def location(self):
-        from ..store import resolve_store
-
         root_dir = self.settings.get("server_root_dir") or self.contents_manager.root_dir
         try:
             folder = notebook_folder(root_dir, self.get_argument("path", ""))
+            return store_location(root_dir, folder)
         except PathRefused as exc:
             raise web.HTTPError(exc.status, exc.message) from exc
-        return resolve_store(folder)
 
     async def call(self, func, *args: Any, **kwargs: Any) -> Any:
         from .queries import BadQuery, NotFound, Unreachable
@@ -139,7 +139,7 @@ class UIServerHandler(TrackingHandler):
         base_url = self.settings.get("base_url", "/")
         result = await IOLoop.current().run_in_executor(None, mlflow_ui.ensure_ui, location, base_url)
         if not result.ok:
-            raise web.HTTPError(503 if result.retry else 400, result.message)
+            raise web.HTTPError(503 if result.retry else result.status, result.message)
         self.send({"url": result.url, "message": result.message})
 
     @web.authenticated
@@ -195,6 +195,8 @@ class MLflowProxyHandler(JupyterHandler):
         upstream = mlflow_ui.upstream_for(key)
         if upstream is None:
             return self._plain(404, "No MLflow UI is running for this store: open it again from JupyterLab.")
+        if not mlflow_ui.is_read_request(self.request.method, self.request.path, self.request.body or b""):
+            return self._plain(403, "This MLflow UI is read-only: change runs from the notebook (or %tracking_ui).")
         url = upstream + self.request.uri  # path and query, unchanged
         headers = {k: v for k, v in self.request.headers.get_all() if k.lower() not in HOP_BY_HOP}
         body = self.request.body if self.request.method in ("POST", "PUT", "PATCH", "DELETE") else None

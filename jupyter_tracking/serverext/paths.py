@@ -39,3 +39,37 @@ def notebook_folder(root_dir: str | os.PathLike[str], api_path: str) -> Path:
     if not target.exists():
         raise PathRefused(404, f"No such file or folder: {api_path}")
     return target if target.is_dir() else target.parent
+
+
+def store_location(root_dir: str | os.PathLike[str], folder: Path):
+    """The store of a notebook in ``folder`` (from ``notebook_folder``), found without leaving the root.
+
+    A configured store (``MLFLOW_TRACKING_URI`` of the server) is used as is. Otherwise the project root is
+    searched from ``folder`` up to the Jupyter root and no further (a folder without a project marker uses its
+    own ``mlflow.db``, never one above the root), and the store's files, symlinks resolved, must lie inside the
+    root: raises ``PathRefused`` (403) when ``mlflow.db`` or ``mlartifacts`` leads outside. Nothing is created.
+    """
+    from ..store import ARTIFACTS_DIRNAME, DB_FILENAME, PROJECT_MARKERS, StoreLocation, resolve_store
+
+    root = Path(os.path.realpath(root_dir))
+    folder = Path(os.path.realpath(folder))
+    if folder != root and root not in folder.parents:
+        raise PathRefused(403, "The path leads outside the Jupyter root.")
+    configured = resolve_store(folder)
+    if not configured.is_embedded:
+        return configured
+    project = folder
+    for candidate in (folder, *folder.parents):
+        if any((candidate / marker).exists() for marker in PROJECT_MARKERS):
+            project = candidate
+            break
+        if candidate == root:
+            break
+    for name in (DB_FILENAME, ARTIFACTS_DIRNAME):
+        real = Path(os.path.realpath(project / name))
+        if real != root and root not in real.parents:
+            raise PathRefused(403, f"This notebook's {name} leads outside the Jupyter root: it is not opened.")
+    return StoreLocation(
+        uri=f"sqlite:///{project / DB_FILENAME}", source="default", project_root=project,
+        artifact_root=str(project / ARTIFACTS_DIRNAME),
+    )
