@@ -22,6 +22,7 @@ from typing import Any
 
 from . import store as store_module
 from .limits import MAX_PARAM_LENGTH, MAX_TAG_LENGTH, clean_key, clean_mapping
+from .recovery import Lease, owner_tags
 from .spool import SpoolFile
 
 WRITE_INTERVAL = 0.15  # seconds between background writes while the cell runs
@@ -135,6 +136,7 @@ class RunRecorder:
         self._drain_lock = threading.Lock()  # held while queued points become rows (never during a request)
         self._notify = notify or (lambda message: print(f"jupyter_tracking: {message}", file=sys.stderr))
         self._notified: set[str] = set()
+        self._lease: Lease | None = None  # the run's sign of life while it is open (recovery.py)
         self.logged_keys: set[str] = set()  # step-series keys (jt.log and mlflow.log_metric)
         self.withheld: set[str] = set()  # names not logged because they look like credentials
 
@@ -153,6 +155,7 @@ class RunRecorder:
     def start(self) -> None:
         """Create the run (or its spool file when the store is unreachable) and start the writer thread."""
         self._tags.setdefault("mlflow.user", _user())
+        self._tags.update(owner_tags())
         if self.parent_run_id:
             self._tags["mlflow.parentRunId"] = self.parent_run_id
         if self.description:
@@ -179,6 +182,9 @@ class RunRecorder:
                 self.abort(KILLED)
                 raise interrupt from None
             self._start_spool(error, tags)
+        if self.run_id is not None:
+            self._lease = Lease(self._client)
+            self._lease.start(self.run_id)
         self._writer = threading.Thread(target=self._write_loop, name="jt-writer", daemon=True)
         self._writer.start()
         for observer in list(self.observers):
@@ -193,6 +199,8 @@ class RunRecorder:
         """Close a run whose start was interrupted (no capture, no card); never raises."""
         self.status = status
         self._stop.set()
+        if self._lease is not None:
+            self._lease.stop()
         if self.run_id is None:
             return
         try:
@@ -442,6 +450,8 @@ class RunRecorder:
         finally:
             if locked:
                 self._write_lock.release()
+            if self._lease is not None:
+                self._lease.stop()
         snapshot = self.series.snapshot()
         summary = RunSummary(
             run_id=self.run_id, run_name=self.run_name, experiment_id=self.experiment_id,

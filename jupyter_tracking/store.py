@@ -131,6 +131,9 @@ def client_for(location: StoreLocation):
     with _clients_lock:
         client = _clients.get(location.uri)
         if client is None:
+            from .preload import ensure_mlflow
+
+            ensure_mlflow()
             from mlflow import MlflowClient
 
             with _quiet_migrations():
@@ -195,16 +198,13 @@ class _quiet_migrations:  # noqa: N801 - a context manager used like a function
 def _create_embedded_store(location: StoreLocation) -> None:
     """Create the SQLite store so that its Default experiment keeps artifacts beside the database.
 
-    MLflow would otherwise put them in ``./mlruns`` relative to whatever the kernel's cwd is.
+    MLflow would otherwise put them in ``./mlruns`` relative to whatever the kernel's cwd is. The store is a
+    copy of a migrated empty one kept per MLflow version (``store_template.py``): milliseconds instead of a
+    migration, and several kernels opening one new project at once end up sharing one complete file.
     """
-    db_path = Path(location.uri.removeprefix("sqlite:///"))
-    if db_path.exists() and db_path.stat().st_size > 0:
-        return
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    from .store_template import create_store
 
-    store = SqlAlchemyStore(location.uri, location.artifact_root)
-    store.engine.dispose()
+    create_store(Path(location.uri.removeprefix("sqlite:///")), location.artifact_root)
 
 
 def experiment_id_for(location: StoreLocation, name: str, *, create: bool = True) -> str | None:
