@@ -5,7 +5,11 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import uuid
 from pathlib import Path
+
+from jupyter_client.manager import KernelManager
+from jupyter_core.paths import jupyter_runtime_dir
 
 from tests.test_kernel import Kernel
 
@@ -14,16 +18,24 @@ class TextKernel(Kernel):
     """A ``Kernel`` that also collects the text a request printed (stdout, stderr, errors)."""
 
     def __init__(self, cwd: Path) -> None:
-        super().__init__(cwd)
+        # As jupyter_server starts kernels: the connection file is named after the kernel id.
+        self.kernel_id = str(uuid.uuid4())
+        runtime = Path(jupyter_runtime_dir())
+        runtime.mkdir(parents=True, exist_ok=True)
+        self.manager = KernelManager(kernel_name="python3", connection_file=str(runtime / f"kernel-{self.kernel_id}.json"))
+        self.manager.start_kernel(cwd=str(cwd))
+        self.client = self.manager.client()
+        self.client.start_channels()
+        try:
+            self.client.wait_for_ready(timeout=120)
+        except RuntimeError:
+            self.close()
+            raise
         self.text: dict[str, list[str]] = {}  # msg_id -> stream texts and error lines, in order
 
     @property
     def pid(self) -> int:
         return self.manager.provisioner.pid
-
-    @property
-    def kernel_id(self) -> str:
-        return Path(self.manager.connection_file).stem.removeprefix("kernel-")
 
     def collect(self, seconds: float = 0.0, until_idle: str | None = None) -> None:
         """Read iopub messages for ``seconds`` (or until request ``until_idle`` reports idle)."""
