@@ -243,6 +243,7 @@ class _LeaseKeeper:
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
         self.interval = LEASE_INTERVAL
+        self.wakeup = threading.Event()  # set: refresh now (tests, or a changed interval)
 
     def add(self, lease: Lease) -> None:
         with self.lock:
@@ -259,7 +260,8 @@ class _LeaseKeeper:
 
     def _loop(self) -> None:
         while True:
-            time.sleep(self.interval)
+            self.wakeup.wait(self.interval)
+            self.wakeup.clear()
             with self.lock:
                 leases = list(self.leases)
             now = time.monotonic()
