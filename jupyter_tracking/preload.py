@@ -38,56 +38,60 @@ MODULES = (
 OPTIONAL_MODULES = ("git",)  # GitPython, which MLflow's run context uses when it is installed
 
 
+class _Attempt:
+    """One try at importing MLflow; ``done`` is set when it has succeeded or failed."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
 class _State:
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.thread: threading.Thread | None = None
-        self.ready = False  # every module of MODULES imported by a thread that finished
+        self.attempt: _Attempt | None = None
+        self.thread: threading.Thread | None = None  # the thread started last
+        self.ready = False  # every module of MODULES imported
         self.error: BaseException | None = None
 
 
 _state = _State()
 
 
-def start(then: Callable[[], None] | None = None) -> threading.Thread:
-    """Import MLflow in a daemon thread (if not done or under way), then call ``then`` there; returns the thread.
+def start(then: Callable[[], None] | None = None) -> None:
+    """Import MLflow in a daemon thread (unless done or under way), then call ``then`` in a thread.
 
     Returns at once: the caller never waits for the import.
     """
     with _state.lock:
-        thread = _state.thread
-        if thread is not None and thread.is_alive() and then is None:
-            return thread
-        if _state.ready and then is None and _mlflow_is_complete():
-            return thread or threading.current_thread()
+        attempt = _state.attempt
+        importing = attempt is None or (attempt.done.is_set() and not is_ready())
+        if importing:
+            attempt = _Attempt()
+            _state.attempt = attempt
+        elif then is None:
+            return
         context = contextvars.copy_context()  # print() in the thread goes to the caller's cell
-        previous = thread if thread is not None and thread.is_alive() else None
         thread = threading.Thread(
-            target=context.run, args=(_import_all, previous, then), name="jt-import-mlflow", daemon=True,
+            target=context.run, args=(_work, attempt, importing, then), name="jt-import-mlflow", daemon=True,
         )
         _state.thread = thread
         thread.start()
-        return thread
 
 
 def ensure_mlflow() -> None:
     """Wait until MLflow (and what a tracked cell needs) is imported; raises the import's error if it failed.
 
-    The wait can be interrupted; the import goes on in its thread and the next call finds it done.
+    Waits for the import only, not for work handed to ``start()``. The wait can be interrupted; the import goes
+    on in its thread and the next call finds it done.
     """
-    if _state.ready and _mlflow_is_complete():
+    if is_ready():
         return
     for _attempt in range(2):  # a failed import is retried once, cleanly
-        with _state.lock:
-            thread = _state.thread
-            if thread is None or not thread.is_alive():
-                if _state.ready and _mlflow_is_complete():
-                    return
-                thread = None
-        if thread is None:
-            thread = start()
-        thread.join()
-        if _state.ready and _mlflow_is_complete():
+        start()
+        attempt = _state.attempt
+        if attempt is not None:
+            attempt.done.wait()
+        if is_ready():
             return
     error = _state.error
     if error is not None:
@@ -107,12 +111,20 @@ def is_ready() -> bool:
     return _state.ready and _mlflow_is_complete()
 
 
-def _import_all(previous: threading.Thread | None, then: Callable[[], None] | None) -> None:
-    if previous is not None:
-        previous.join()
-    if not (_state.ready and _mlflow_is_complete()):
+def _work(attempt: _Attempt, importing: bool, then: Callable[[], None] | None) -> None:
+    if importing:
+        _import_all(attempt)
+    else:
+        attempt.done.wait()
+    if then is not None and is_ready():
+        then()
+
+
+def _import_all(attempt: _Attempt) -> None:
+    try:
         _state.ready = False
-        for _attempt in range(2):
+        problem: BaseException | None = None
+        for _try in range(2):
             try:
                 for name in MODULES:
                     importlib.import_module(name)
@@ -127,11 +139,9 @@ def _import_all(previous: threading.Thread | None, then: Callable[[], None] | No
             # What an interrupted or failed import left behind: start again from scratch.
             forget_mlflow_modules()
         _state.error = problem
-        if problem is not None:
-            return
-        _state.ready = True
-    if then is not None:
-        then()
+        _state.ready = problem is None
+    finally:
+        attempt.done.set()
 
 
 def _mlflow_is_complete() -> bool:

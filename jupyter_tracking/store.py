@@ -128,12 +128,15 @@ _clients_lock = threading.Lock()
 
 def client_for(location: StoreLocation):
     """A cached ``MlflowClient`` for the store; the embedded store is created (with its artifact root) if new."""
+    client = _clients.get(location.uri)
+    if client is not None:
+        return client
+    from .preload import ensure_mlflow
+
+    ensure_mlflow()  # before the lock: the import thread's own work may need a client
     with _clients_lock:
         client = _clients.get(location.uri)
         if client is None:
-            from .preload import ensure_mlflow
-
-            ensure_mlflow()
             from mlflow import MlflowClient
 
             with _quiet_migrations():

@@ -135,3 +135,18 @@ def test_interrupting_the_first_tracked_cell_while_mlflow_imports_leaves_later_c
     assert [(run.info.run_name, run.info.status) for run in runs] == [
         ("after-2", "FINISHED"), ("after-3", "FINISHED"),
     ]
+
+
+def test_commands_sent_right_after_load_ext_wait_for_the_import_and_never_deadlock(project):
+    from jupyter_tracking import store_template
+
+    store_template.create_store(project / "mlflow.db", str(project / "mlartifacts"))  # recovery runs at load
+    kernel = TextKernel(project / "notebooks")
+    try:
+        requests = [kernel.send("%load_ext jupyter_tracking"), kernel.send("%track"), kernel.send("%runs Default")]
+        for msg_id in requests:
+            assert kernel.reply(msg_id, timeout=120)["content"]["status"] == "ok", kernel.printed(msg_id)
+            kernel.collect(until_idle=msg_id)
+        assert "store:" in kernel.printed(requests[1])
+    finally:
+        kernel.close()
