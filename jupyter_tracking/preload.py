@@ -35,7 +35,20 @@ MODULES = (
     "jupyter_tracking.panels.card",
     "jupyter_tracking.panels.live",
 )
-OPTIONAL_MODULES = ("git",)  # GitPython, which MLflow's run context uses when it is installed
+# Imported by MLflow on first use of a SQLite store and of start_run (names move between MLflow versions, so
+# a missing one is skipped); GitPython, which MLflow's run context uses when it is installed.
+OPTIONAL_MODULES = (
+    "sqlalchemy.dialects.sqlite",
+    "mlflow.store.db.utils",
+    "mlflow.store.tracking.sqlalchemy_workspace_store",
+    "alembic.command",
+    "alembic.config",
+    "mlflow.tracing.processor.otel",
+    "mlflow.tracing.export.utils",
+    "opentelemetry.sdk.metrics",
+    "email.policy",
+    "git",
+)
 
 
 class _Attempt:
