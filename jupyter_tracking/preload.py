@@ -144,6 +144,7 @@ def _import_all(attempt: _Attempt) -> None:
                 for name in OPTIONAL_MODULES:
                     with contextlib.suppress(Exception):
                         importlib.import_module(name)
+                _warm_up_live_panel()
                 problem = None if _mlflow_is_complete() else ImportError("MLflow is only half imported")
             except Exception as error:  # noqa: BLE001 - kept for ensure_mlflow() to raise in the caller
                 problem = error
@@ -155,6 +156,16 @@ def _import_all(attempt: _Attempt) -> None:
         _state.ready = problem is None
     finally:
         attempt.done.set()
+
+
+def _warm_up_live_panel() -> None:
+    """Where the live panel is a widget, its plotly class too (1-3 s): otherwise a short first training loop
+    would end before its panel could appear."""
+    with contextlib.suppress(Exception):
+        from .panels import live
+
+        if live.live_mode() == "widget":
+            live._figure_class()
 
 
 def _mlflow_is_complete() -> bool:

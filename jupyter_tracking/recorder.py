@@ -183,7 +183,7 @@ class RunRecorder:
                 raise interrupt from None
             self._start_spool(error, tags)
         if self.run_id is not None:
-            self._lease = Lease(self._client)
+            self._lease = Lease(self._client, self.location)
             self._lease.start(self.run_id)
         self._writer = threading.Thread(target=self._write_loop, name="jt-writer", daemon=True)
         self._writer.start()

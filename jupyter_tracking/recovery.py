@@ -196,8 +196,9 @@ def lease_dir() -> Path:
 class Lease:
     """The sign of life of one open run: a lease file kept fresh and a heartbeat tag, until ``stop()``."""
 
-    def __init__(self, client: Any = None) -> None:
-        self.client = client
+    def __init__(self, client: Any = None, location: Any = None) -> None:
+        self.client = client  # for the heartbeat tag (None: lease file only)
+        self.location = location  # a server store is checked quickly first: MLflow's retries take minutes
         self.run_id: str | None = None
         self.path: Path | None = None
         self.last_heartbeat = time.monotonic()
@@ -232,6 +233,11 @@ class Lease:
         if self.client is not None and self.run_id and now - self.last_heartbeat >= HEARTBEAT_INTERVAL:
             self.last_heartbeat = now
             with contextlib.suppress(Exception):  # an unreachable store: the lease file still counts here
+                if self.location is not None and self.location.is_remote:
+                    from .store import is_reachable
+
+                    if not is_reachable(self.location, timeout=2.0):
+                        return
                 self.client.set_tag(self.run_id, HEARTBEAT, str(int(time.time() * 1000)))
 
 

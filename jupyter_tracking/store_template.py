@@ -117,6 +117,7 @@ def create_store(db_path: Path, artifact_root: str) -> bool:
     if _has_content(db_path):
         return False
     _make_dirs(db_path.parent)
+    _remove_abandoned_copies(db_path)
     try:
         template = ensure_template()
     except Exception:  # noqa: BLE001 - no usable cache folder (read-only home...): migrate a private copy
@@ -133,6 +134,17 @@ def create_store(db_path: Path, artifact_root: str) -> bool:
     finally:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
+
+
+ABANDONED_AFTER = 600  # seconds: a copy this old was left by a process that died while creating a store
+
+
+def _remove_abandoned_copies(db_path: Path) -> None:
+    now = time.time()
+    for leftover in db_path.parent.glob(f".{db_path.name}-*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - leftover.stat().st_mtime > ABANDONED_AFTER:
+                leftover.unlink()
 
 
 def _has_content(path: Path) -> bool:

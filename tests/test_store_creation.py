@@ -58,6 +58,17 @@ def test_an_existing_store_is_never_replaced(cache, project):
     assert client.get_experiment("0").artifact_location == str(project / "mlartifacts" / "0")
 
 
+def test_a_copy_abandoned_by_a_dead_process_is_removed(cache, project):
+    leftover = project / ".mlflow.db-k1ll3d.tmp"
+    leftover.write_bytes(b"half a copy")
+    recent = project / ".mlflow.db-r4c1ng.tmp"
+    recent.write_bytes(b"another process is copying right now")
+    old = os.stat(leftover).st_mtime - store_template.ABANDONED_AFTER - 60
+    os.utime(leftover, (old, old))
+    store_template.create_store(project / "mlflow.db", str(project / "mlartifacts"))
+    assert not leftover.exists() and recent.exists()
+
+
 def test_an_empty_file_in_place_of_the_store_is_replaced(cache, project):
     db = project / "mlflow.db"
     db.touch()
