@@ -208,11 +208,13 @@ class Lease:
         self.run_id = run_id
         try:
             folder = lease_dir()
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             self.path = folder / f"{run_id}.json"
             record = {"run_id": run_id, "started": time.time(), **owner_tags()}
             temporary = folder / f".{run_id}.{os.getpid()}.tmp"
-            temporary.write_text(json.dumps(record), encoding="utf-8")
+            handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(handle, "w", encoding="utf-8") as file:
+                file.write(json.dumps(record))
             os.replace(temporary, self.path)
         except OSError:
             self.path = None

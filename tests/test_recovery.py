@@ -125,6 +125,7 @@ def test_a_lease_file_lives_as_long_as_its_run_and_is_kept_fresh(location, monke
     lease.start(run_id)
     path = recovery.lease_dir() / f"{run_id}.json"
     assert json.loads(path.read_text())[recovery.OWNER_PID] == str(os.getpid())
+    assert path.stat().st_mode & 0o777 == 0o600
     os.utime(path, (1, 1))
     recovery._keeper.wakeup.set()  # a keeper thread from an earlier test may be in a 30 s wait
     client = store_module.client_for(location)
