@@ -217,3 +217,16 @@ def test_a_killed_kernel_s_run_is_ended_by_the_next_kernel_on_the_project(projec
     assert ended.data.tags[recovery.OWNER_KERNEL_ID] == kernel_id
     assert ended.info.start_time <= ended.info.end_time <= killed_at * 1000
     assert not lease.exists()
+
+
+@pytest.mark.parametrize("command", [("track", ""), ("runs", "Default"), ("track", "recover")])
+def test_track_status_runs_and_recover_end_a_dead_kernel_s_run_with_one_line(shell, project, capfd, command):
+    where = store_module.resolve_store(project / "notebooks")
+    gone_pid = _dead_pid()
+    run_id = _run(where, "orphan", {**recovery.owner_tags(), recovery.OWNER_PID: str(gone_pid)})
+    capfd.readouterr()
+    shell.run_line_magic(*command)
+    captured = capfd.readouterr()
+    said = [line for line in (captured.out + captured.err).splitlines() if "ended 1 run(s)" in line]
+    assert len(said) == 1 and f"orphan ({run_id})" in said[0] and f"({gone_pid} on {HOST})" in said[0]
+    assert store_module.client_for(where).get_run(run_id).info.status == "KILLED"
