@@ -27,6 +27,7 @@ __all__ = [
     "diff",
     "load",
     "log",
+    "recover",
     "restore",
     "runs",
     "status",
@@ -36,7 +37,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .api import best, configure, diff, load, restore, runs, status, sync, track, ui
+    from .api import best, configure, diff, load, recover, restore, runs, status, sync, track, ui
 
 
 def log(step: int | None = None, total: int | None = None, **metrics: Any) -> None:

@@ -228,6 +228,17 @@ def sync() -> list[str]:
     return delivery.delivered
 
 
+def recover(location: store_module.StoreLocation | None = None):
+    """End the runs of this store left RUNNING by kernels that are gone (KILLED, with a tag saying why).
+
+    Returns a ``RecoveryReport``: ``ended`` (the runs ended now) and ``stale`` (RUNNING runs of other hosts with
+    no sign of life for 10 minutes, which are left alone).
+    """
+    from .recovery import recover as recover_runs
+
+    return recover_runs(location)
+
+
 # ---------------------------------------------------------------------- comparing and reusing runs
 # Implemented in queries.py and panels/compare.py (neither imports anything heavy at import time).
 from .panels.compare import runs  # noqa: E402

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import context as context_module
+from . import preload
 from . import store as store_module
 from .capture import Capture, CaptureRules, analyze, dataframe_digest
 from .recorder import FAILED, FINISHED, KILLED, RUNNING, RunRecorder, RunSummary
@@ -87,6 +88,7 @@ class TrackedExecution:
     # ------------------------------------------------------------------ begin
     def begin(self) -> RunRecorder:
         """Analyse, take the inputs, open the run. Raises SyntaxError like the code would."""
+        preload.wait()  # MLflow and the panels' modules, imported in a thread (an interrupt cannot cut it)
         analysis = analyze(self._analysis_source)
         options = self.options
         if self.bindings:

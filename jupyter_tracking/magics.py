@@ -96,7 +96,8 @@ class TrackingMagics(Magics):
         """Track a cell as one MLflow run (``%%track``), or show/change tracking (``%track ...``).
 
         Line forms: ``%track`` (status), ``%track config [--uri URI] [--experiment NAME] [--goal METRIC:max]``,
-        ``%track sync`` (deliver runs spooled while the store was unreachable).
+        ``%track sync`` (deliver runs spooled while the store was unreachable), ``%track recover`` (end runs
+        left RUNNING by kernels that are gone).
         """
         if cell is None:
             return self._track_line(line)
@@ -137,6 +138,9 @@ class TrackingMagics(Magics):
         """Show the comparison panel for an experiment's runs (``%runs``); ``p = %runs`` keeps it (``p.df``)."""
         args = _parse(self.runs, line)
         from .panels.compare import runs
+        from .recovery import recover_and_report
+
+        recover_and_report()
 
         return _reported(runs, args.experiment, filter=args.filter, sort=args.sort, max_results=args.max)
 
@@ -145,7 +149,9 @@ class TrackingMagics(Magics):
         words = line.strip().split(None, 1)
         if not words:
             from .api import status
+            from .recovery import recover_and_report
 
+            recover_and_report()
             print(repr(status()))
             return None
         command, rest = words[0], (words[1] if len(words) > 1 else "")
@@ -205,6 +211,16 @@ class TrackingMagics(Magics):
         else:
             print("jupyter_tracking: nothing to sync")
 
+
+    def _recover(self, rest: str) -> None:
+        """%track recover"""
+        if rest.strip():
+            raise UsageError("%track recover takes no arguments")
+        from .api import recover
+
+        report = _reported(recover)
+        for text in repr(report).splitlines():
+            print(f"jupyter_tracking: {text}")
 
     @magic_arguments()
     @argument("metric", help="metric to rank runs by")
@@ -290,6 +306,7 @@ def _is_store_error(error: BaseException) -> bool:
 _LINE_COMMANDS: dict[str, Any] = {
     "config": TrackingMagics._config,
     "sync": TrackingMagics._sync,
+    "recover": TrackingMagics._recover,
     "best": TrackingMagics._best,
     "load": TrackingMagics._load,
     "restore": TrackingMagics._restore,
@@ -308,6 +325,27 @@ def register(ipython: Any) -> None:
     context.install_cell_hooks(ipython)
     location = resolve_store()
     print(f"jupyter_tracking: runs go to {location.describe()}, experiment {default_experiment_name()!r}")
+    from . import preload
+
+    preload.start(then=lambda: _after_mlflow_import(location))
+
+
+def _after_mlflow_import(location: Any) -> None:
+    """In the import thread of ``%load_ext``: end runs of dead kernels (one line if any), or, for a project
+    without a store yet, make sure the migrated empty store of this MLflow version is ready to be copied."""
+    from pathlib import Path
+
+    if location.is_embedded and not Path(location.uri.removeprefix("sqlite:///")).exists():
+        from .store_template import ensure_template
+
+        try:
+            ensure_template()
+        except Exception:  # noqa: BLE001 - the first tracked cell creates the store another way and says why
+            pass
+        return
+    from .recovery import recover_and_report
+
+    recover_and_report(location)
 
 
 def unregister(ipython: Any) -> None:

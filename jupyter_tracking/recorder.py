@@ -25,6 +25,7 @@ from typing import Any
 
 from . import store as store_module
 from .limits import MAX_PARAM_LENGTH, MAX_TAG_LENGTH, KeyCleaner, clean_mapping
+from .recovery import Lease, owner_tags
 from .secret_filter import redact_params, redact_source, redact_tags, redact_text
 from .sinks import OUTAGE, FinalRecord, MlflowSink, SpoolSink, classify, now_ms
 
@@ -165,6 +166,7 @@ class RunRecorder:
         self._convert_lock = threading.Lock()  # held while taken points become rows (never during a request)
         self._notify = notify or (lambda message: print(f"jupyter_tracking: {message}", file=sys.stderr))
         self._notified: set[str] = set()
+        self._lease: Lease | None = None  # the run's sign of life while it is open (recovery.py)
         self.logged_keys: set[str] = set()  # step-series keys (jt.log and mlflow.log_metric)
         self.withheld: set[str] = set()  # names not logged because they look like credentials
         self.refused: list[str] = []
@@ -188,6 +190,7 @@ class RunRecorder:
     def start(self) -> None:
         """Create the run (or its spool file when the store is unreachable) and start the writer thread."""
         self._tags.setdefault("mlflow.user", _user())
+        self._tags.update(owner_tags())
         if self.parent_run_id:
             self._tags["mlflow.parentRunId"] = self.parent_run_id
         if self.description:
@@ -219,6 +222,9 @@ class RunRecorder:
             self._fluent = self.make_active
             self.run_id, self.experiment_id = created.run_id, created.experiment_id
             self.artifact_uri, self.run_name, self.start_time = created.artifact_uri, created.run_name, created.start_time
+        if self.run_id is not None:
+            self._lease = Lease(sink.client, self.location)
+            self._lease.start(self.run_id)
         self._writer = threading.Thread(target=self._write_loop, name="jt-writer", daemon=True)
         self._writer.start()
         for observer in list(self.observers):
@@ -228,6 +234,8 @@ class RunRecorder:
         """Close a run whose start was interrupted (no capture, no card); never raises."""
         self.status = status
         self._stop.set()
+        if self._lease is not None:
+            self._lease.stop()
         if self.run_id is None or self._sink is None:
             return
         try:
@@ -517,6 +525,8 @@ class RunRecorder:
         finally:
             if locked:
                 self._write_lock.release()
+            if self._lease is not None:
+                self._lease.stop()
         counts, last = self.series.counts_and_last()
         params = dict(self._params)
         for key, derived in renamed.items():

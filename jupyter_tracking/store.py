@@ -121,6 +121,12 @@ def default_experiment_name(session: Session | None = None) -> str:
 def client_for(location: StoreLocation, session: Session | None = None):
     """The session's ``MlflowClient`` for the store; the embedded store is created (with its artifact root) if new."""
     session = session or current_session()
+    client = session.clients.get(location.uri)
+    if client is not None:
+        return client
+    from .preload import ensure_mlflow
+
+    ensure_mlflow()  # before the lock: the import thread's own work may need a client
     with session.clients_lock:
         client = session.clients.get(location.uri)
         if client is None:
@@ -190,21 +196,13 @@ class _quiet_migrations:  # noqa: N801 - a context manager used like a function
 def _create_embedded_store(location: StoreLocation) -> None:
     """Create the SQLite store so that its Default experiment keeps artifacts beside the database.
 
-    MLflow would otherwise put them in ``./mlruns`` relative to whatever the kernel's cwd is.
+    MLflow would otherwise put them in ``./mlruns`` relative to whatever the kernel's cwd is. The store is a
+    copy of a migrated empty one kept per MLflow version (``store_template.py``): milliseconds instead of a
+    migration, and several kernels opening one new project at once end up sharing one complete file.
     """
-    db_path = Path(location.uri.removeprefix("sqlite:///"))
-    if db_path.exists() and db_path.stat().st_size > 0:
-        return
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    from .private_files import create_private_file, private_dir
+    from .store_template import create_store
 
-    create_private_file(db_path)  # 0600 before SQLite writes a byte (its journals take the same mode)
-    if location.artifact_root:
-        private_dir(Path(location.artifact_root))
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-    store = SqlAlchemyStore(location.uri, location.artifact_root)
-    store.engine.dispose()
+    create_store(Path(location.uri.removeprefix("sqlite:///")), location.artifact_root)
 
 
 def experiment_id_for(location: StoreLocation, name: str, *, create: bool = True,

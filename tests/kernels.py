@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
+import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,18 +103,32 @@ class Execution:
                 if m.type in ("display_data", "execute_result", "update_display_data")]
 
     @property
+    def text(self) -> str:
+        """Everything printed, in order: streams, and tracebacks of errors."""
+        parts = []
+        for m in self.messages:
+            if m.type == "stream":
+                parts.append(m.content["text"])
+            elif m.type == "error":
+                parts.append("\n".join(m.content.get("traceback", [])))
+        return "".join(parts)
+
+    @property
     def displays(self) -> list[dict]:
         """Only the display_data bundles (what a cell displays, not its value)."""
         return [m.content["data"] for m in self.messages if m.type == "display_data"]
 
 
 class Kernel:
-    """A real IPython kernel in ``cwd``. The environment is this process's without ``MLFLOW_TRACKING_URI`` and
-    ``JPY_SESSION_NAME`` (so the kernel resolves the project's own store), plus ``env`` (a None value unsets the
-    variable); ``load_ext`` runs ``%load_ext jupyter_tracking`` first."""
+    """A real IPython kernel in ``cwd``, started as jupyter_server starts one (its connection file is named after
+    its kernel id). The environment is this process's without ``MLFLOW_TRACKING_URI`` and ``JPY_SESSION_NAME``
+    (so the kernel resolves the project's own store), plus ``env`` (a None value unsets the variable);
+    ``load_ext`` runs ``%load_ext jupyter_tracking`` first. Requests may be pipelined: every iopub message is
+    kept under the request it answers."""
 
     def __init__(self, cwd: Path, env: dict[str, str | None] | None = None, *, load_ext: bool = False) -> None:
-        from jupyter_client.manager import start_new_kernel
+        from jupyter_client.manager import KernelManager
+        from jupyter_core.paths import jupyter_runtime_dir
 
         kernel_env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "JPY_SESSION_NAME")}
         for key, value in (env or {}).items():
@@ -120,7 +137,23 @@ class Kernel:
             else:
                 kernel_env[key] = value
         kernel_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), kernel_env.get("PYTHONPATH")) if p)
-        self.manager, self.client = start_new_kernel(kernel_name="python3", cwd=str(cwd), env=kernel_env)
+        self.kernel_id = str(uuid.uuid4())
+        runtime = Path(jupyter_runtime_dir())
+        runtime.mkdir(parents=True, exist_ok=True)
+        self.manager = KernelManager(kernel_name="python3",
+                                     connection_file=str(runtime / f"kernel-{self.kernel_id}.json"))
+        self.manager.start_kernel(cwd=str(cwd), env=kernel_env)
+        self.client = self.manager.client()
+        self.client.start_channels()
+        try:
+            self.client.wait_for_ready(timeout=120)
+        except RuntimeError:
+            self.close()
+            raise
+        self._sent: dict[str, float] = {}  # msg_id -> when it was sent
+        self._iopub: dict[str, list[Message]] = {}  # msg_id -> its iopub messages, in arrival order
+        self._idle: set[str] = set()
+        self._replies: dict[str, dict] = {}
         if load_ext:
             self.run_ok("%load_ext jupyter_tracking")
 
@@ -131,30 +164,47 @@ class Kernel:
                    "allow_stdin": False, "stop_on_error": True}
         message = self.client.session.msg("execute_request", content, metadata={"cellId": cell_id} if cell_id else {})
         self.client.shell_channel.send(message)
-        self._sent_at = time.monotonic()
-        return message["header"]["msg_id"]
+        msg_id = message["header"]["msg_id"]
+        self._sent[msg_id] = time.monotonic()
+        return msg_id
+
+    def reply(self, msg_id: str, timeout: float = 300) -> dict:
+        """The shell reply to ``msg_id`` (replies to other requests are kept for their turn)."""
+        deadline = time.monotonic() + timeout
+        while msg_id not in self._replies:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no reply within {timeout} s")
+            reply = self.client.get_shell_msg(timeout=remaining)
+            self._replies[reply["parent_header"].get("msg_id")] = reply
+        return self._replies.pop(msg_id)
+
+    def collect(self, seconds: float = 0.0, until_idle: str | None = None, timeout: float = 300) -> None:
+        """Read iopub messages for ``seconds``, or until request ``until_idle`` reports idle."""
+        deadline = time.monotonic() + (timeout if until_idle is not None else seconds)
+        while until_idle is None or until_idle not in self._idle:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if until_idle is not None:
+                    raise TimeoutError(f"no idle status within {timeout} s")
+                return
+            try:
+                message = self.client.get_iopub_msg(timeout=min(remaining, 1.0))
+            except queue.Empty:
+                continue
+            parent = message["parent_header"].get("msg_id")
+            if message["msg_type"] == "status":
+                if message["content"]["execution_state"] == "idle":
+                    self._idle.add(parent)
+                continue
+            at = time.monotonic() - self._sent.get(parent, time.monotonic())
+            self._iopub.setdefault(parent, []).append(Message(at, message))
 
     def wait(self, msg_id: str, timeout: float = 300) -> Execution:
         """The reply to ``msg_id`` and its iopub messages up to the kernel's idle status."""
-        started = getattr(self, "_sent_at", time.monotonic())
-        deadline = time.monotonic() + timeout
-        messages: list[Message] = []
-        idle = False
-        while not idle:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"no idle status for the request within {timeout} s")
-            message = self.client.get_iopub_msg(timeout=remaining)
-            if message["parent_header"].get("msg_id") != msg_id:
-                continue
-            if message["msg_type"] == "status":
-                idle = message["content"]["execution_state"] == "idle"
-                continue
-            messages.append(Message(time.monotonic() - started, message))
-        while True:
-            reply = self.client.get_shell_msg(timeout=max(1.0, deadline - time.monotonic()))
-            if reply["parent_header"].get("msg_id") == msg_id:
-                return Execution(reply, messages)
+        reply = self.reply(msg_id, timeout)
+        self.collect(until_idle=msg_id, timeout=timeout)
+        return Execution(reply, self._iopub.get(msg_id, []))
 
     def execute(self, code: str, cell_id: str | None = None, timeout: float = 300) -> Execution:
         return self.wait(self.send(code, cell_id), timeout)
@@ -164,10 +214,22 @@ class Kernel:
         assert execution.status == "ok", execution.traceback or execution.reply["content"]
         return execution
 
+    def run_text(self, code: str, timeout: float = 300) -> tuple[dict, str]:
+        """Run ``code``; its reply and everything it printed (streams and tracebacks)."""
+        execution = self.execute(code, timeout=timeout)
+        return execution.reply, execution.text
+
+    def printed(self, msg_id: str) -> str:
+        """What request ``msg_id`` printed so far (streams and tracebacks)."""
+        return Execution({}, self._iopub.get(msg_id, [])).text
+
+    def all_text(self) -> str:
+        return "".join(Execution({}, messages).text for messages in self._iopub.values())
+
     # ------------------------------------------------------------------ faults
     @property
     def pid(self) -> int:
-        return self.manager.provisioner.process.pid
+        return self.manager.provisioner.pid
 
     def interrupt(self) -> None:
         self.manager.interrupt_kernel()
@@ -183,3 +245,27 @@ class Kernel:
             self.manager.shutdown_kernel(now=now)
         except Exception:  # noqa: BLE001 - already dead (killed by the test)
             pass
+
+
+def start_kernels(cwd: Path, count: int) -> list[Kernel]:
+    """``count`` kernels started at the same time (each in a thread), as when several notebooks open at once."""
+    kernels: list[Kernel | None] = [None] * count
+    errors: list[BaseException] = []
+
+    def start(index: int) -> None:
+        try:
+            kernels[index] = Kernel(cwd)
+        except BaseException as error:  # noqa: BLE001
+            errors.append(error)
+
+    threads = [threading.Thread(target=start, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        for kernel in kernels:
+            if kernel is not None:
+                kernel.close()
+        raise errors[0]
+    return [kernel for kernel in kernels if kernel is not None]
