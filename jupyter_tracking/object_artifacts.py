@@ -38,8 +38,9 @@ def _key_path() -> Path:
     configured = os.environ.get("JUPYTER_TRACKING_SIGNING_KEY")
     if configured:
         return Path(configured)
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "jupyter_tracking" / "artifact-signing.key"
+    from .private_files import user_folder
+
+    return user_folder("config") / "artifact-signing.key"
 
 
 def _signing_key(create: bool) -> bytes | None:

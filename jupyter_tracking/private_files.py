@@ -13,6 +13,14 @@ from typing import IO
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
+_XDG = {"cache": ("XDG_CACHE_HOME", ".cache"), "config": ("XDG_CONFIG_HOME", ".config")}
+
+
+def user_folder(kind: str) -> Path:
+    """This package's folder in the user's ``cache`` or ``config`` folder (``$XDG_CACHE_HOME/jupyter_tracking``,
+    default ``~/.cache/jupyter_tracking``; likewise for config). Not created here."""
+    variable, default = _XDG[kind]
+    return Path(os.environ.get(variable) or str(Path.home() / default)) / "jupyter_tracking"
 
 
 def private_dir(path: Path) -> Path:

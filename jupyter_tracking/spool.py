@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .private_files import copy_private, open_private, private_dir
+from .private_files import copy_private, open_private, private_dir, user_folder
 
 RUN_KEY_TAG = "jupyter_tracking.run_key"
 REFUSED_DIR = "refused"
@@ -32,8 +32,7 @@ def spool_dir() -> Path:
     configured = os.environ.get("JUPYTER_TRACKING_SPOOL_DIR")
     if configured:
         return Path(configured)
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "jupyter_tracking" / "spool"
+    return user_folder("cache") / "spool"
 
 
 class SpoolFile:

@@ -20,16 +20,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from .private_files import FILE_MODE, private_dir, user_folder
+
 TEMPLATES_DIRNAME = "templates"
 LOCK_TIMEOUT = 300  # seconds; a migration takes a few, a stuck one should not hang a cell forever
-_FILE_MODE = 0o600
-_DIR_MODE = 0o700
 
 
 def cache_dir() -> Path:
     """``$XDG_CACHE_HOME/jupyter_tracking`` (default ``~/.cache/jupyter_tracking``)."""
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "jupyter_tracking"
+    return user_folder("cache")
 
 
 def template_path(mlflow_version: str | None = None) -> Path:
@@ -38,18 +37,6 @@ def template_path(mlflow_version: str | None = None) -> Path:
         from mlflow.version import VERSION as mlflow_version
     safe = "".join(ch if ch.isalnum() or ch in ".-+" else "_" for ch in mlflow_version)
     return cache_dir() / TEMPLATES_DIRNAME / f"mlflow-{safe}.db"
-
-
-def _make_dirs(folder: Path) -> None:
-    """Create ``folder`` (and missing parents) as 0700; folders that exist keep their mode."""
-    missing = []
-    current = folder
-    while not current.exists():
-        missing.append(current)
-        current = current.parent
-    for path in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            path.mkdir(mode=_DIR_MODE)
 
 
 def _private_temp_file(folder: Path, prefix: str) -> Path:
@@ -80,8 +67,8 @@ def ensure_template() -> Path:
         return path
     from filelock import FileLock
 
-    _make_dirs(path.parent)
-    with FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT, mode=_FILE_MODE):
+    private_dir(path.parent)
+    with FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT, mode=FILE_MODE):
         if path.exists():  # made by another process while we waited
             return path
         temporary = _private_temp_file(path.parent, "template-")
@@ -116,7 +103,7 @@ def create_store(db_path: Path, artifact_root: str) -> bool:
     db_path = Path(db_path)
     if _has_content(db_path):
         return False
-    _make_dirs(db_path.parent)
+    private_dir(db_path.parent)
     _remove_abandoned_copies(db_path)
     try:
         template = ensure_template()
@@ -212,9 +199,9 @@ def _rename_under_lock(temporary: Path, db_path: Path) -> bool:
     from filelock import FileLock
 
     locks = cache_dir() / "locks"
-    _make_dirs(locks)
+    private_dir(locks)
     digest = hashlib.sha256(str(db_path.resolve()).encode()).hexdigest()[:24]
-    with FileLock(str(locks / f"store-{digest}.lock"), timeout=LOCK_TIMEOUT, mode=_FILE_MODE):
+    with FileLock(str(locks / f"store-{digest}.lock"), timeout=LOCK_TIMEOUT, mode=FILE_MODE):
         if _has_content(db_path):
             return False
         os.replace(temporary, db_path)

@@ -153,19 +153,30 @@ def _last_line(text: str) -> str:
     return lines[-1][:300] if lines else "no output"
 
 
-def _kill_group(process: GuardedProcess | None) -> None:
-    """End a component abruptly (SIGKILL to its whole group), as a crash would."""
-    if process is None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        process.popen.wait(10)
-    except subprocess.TimeoutExpired:  # pragma: no cover - a process that ignores SIGKILL
-        pass
-    process.stop(timeout=1)
+class _Component:
+    """A server of the stack held as one guarded process group: ``stop()`` ends it, ``kill()`` as a crash would."""
+
+    process: GuardedProcess | None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+    def kill(self) -> None:
+        """End the component abruptly (SIGKILL to its whole group)."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            process.popen.wait(10)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a process that ignores SIGKILL
+            pass
+        process.stop(timeout=1)
 
 
 # ---------------------------------------------------------------------- PostgreSQL
@@ -196,7 +207,7 @@ def _reachable_by_others(path: Path) -> bool:
 
 
 @dataclass
-class PostgresServer:
+class PostgresServer(_Component):
     """A PostgreSQL cluster of our own on 127.0.0.1 (TCP only), database ``mlflow`` owned by role ``mlflow``.
 
     As root the server runs as the ``postgres`` user; its data folder is then ``DIR/postgres`` when the postgres
@@ -295,12 +306,7 @@ class PostgresServer:
             return
         if self.process.alive():  # a fast shutdown: no crash recovery at the next start
             self._run(str(postgres_bindir() / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "20", "stop")
-        self.process.stop()
-        self.process = None
-
-    def kill(self) -> None:
-        _kill_group(self.process)
-        self.process = None
+        super().stop()
 
     def remove_data(self) -> None:
         home = self.home
@@ -323,7 +329,7 @@ def weed_executable() -> str:
 
 
 @dataclass
-class ObjectStore:
+class ObjectStore(_Component):
     """SeaweedFS as one ``weed server -s3`` process: master, volume server, filer and S3 gateway on 127.0.0.1."""
 
     folder: Path
@@ -385,19 +391,10 @@ class ObjectStore:
                     raise StackError(f"the S3 bucket could not be created: {error}") from None
                 time.sleep(0.5)
 
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-            self.process = None
-
-    def kill(self) -> None:
-        _kill_group(self.process)
-        self.process = None
-
 
 # ---------------------------------------------------------------------- MLflow server
 @dataclass
-class MlflowServer:
+class MlflowServer(_Component):
     """``mlflow server --app-name basic-auth``: runs in PostgreSQL, artifacts proxied to the S3 bucket."""
 
     folder: Path
@@ -455,15 +452,6 @@ class MlflowServer:
             urllib.request.urlopen(request, timeout=30).close()
         except urllib.error.HTTPError as error:
             raise StackError(f"creating the MLflow account {user!r} failed: HTTP {error.code}") from None
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-            self.process = None
-
-    def kill(self) -> None:
-        _kill_group(self.process)
-        self.process = None
 
 
 # ---------------------------------------------------------------------- the stack
