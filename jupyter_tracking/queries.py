@@ -33,6 +33,7 @@ GRID_TAG = "jupyter_tracking.grid"
 BEST_CHILD_TAG = "jupyter_tracking.best_child"
 RERUN_TAG = "rerun_of"
 PAGE_SIZE = 10_000  # runs per store request (MLflow's own search_runs uses the same page size)
+STALE_STATUS = "RUNNING (stale)"  # another host's run with no sign of life for a while (recovery.is_stale)
 INFO_COLUMNS = ["run_id", "run_name", "experiment_id", "status", "start_time", "end_time", "duration_s",
                 "parent_run_id", "artifact_uri"]
 
@@ -150,6 +151,8 @@ def _runs_to_frame(runs: list[Run]) -> pd.DataFrame:
     import numpy as np
     import pandas as pd
 
+    from .recovery import is_stale
+
     count = len(runs)
     info: dict[str, list] = {name: [None] * count for name in INFO_COLUMNS}
     params: dict[str, list] = {}
@@ -162,7 +165,7 @@ def _runs_to_frame(runs: list[Run]) -> pd.DataFrame:
         info["run_id"][i] = ri.run_id
         info["run_name"][i] = ri.run_name
         info["experiment_id"][i] = ri.experiment_id
-        info["status"][i] = ri.status
+        info["status"][i] = STALE_STATUS if ri.status == "RUNNING" and is_stale(run) else ri.status
         info["artifact_uri"][i] = ri.artifact_uri
         info["parent_run_id"][i] = data.tags.get(PARENT_TAG)
         if ri.start_time is not None:

@@ -409,6 +409,16 @@ def recover(location: Any = None, *, stale_after: float = STALE_AFTER) -> Recove
     return report
 
 
+def is_stale(run: Any, *, now: float | None = None, stale_after: float = STALE_AFTER) -> bool:
+    """The one rule for "stale": RUNNING, owned by another host (nothing can be proved from here), and no sign of
+    life for ``stale_after`` seconds. Panels show such runs as stale; nothing ends them."""
+    if run.info.status != "RUNNING" or OWNER_HOST not in (run.data.tags or {}):
+        return False
+    if owner_state(run.data.tags) != "unknown":
+        return False
+    return (now or time.time()) - last_sign_of_life(run) > stale_after
+
+
 def stale_runs(location: Any = None, *, stale_after: float = STALE_AFTER) -> list[OwnedRun]:
     """Runs of other hosts with no sign of life for ``stale_after`` seconds (for panels and cards); read only."""
     from . import store as store_module
@@ -418,13 +428,8 @@ def stale_runs(location: Any = None, *, stale_after: float = STALE_AFTER) -> lis
     if location.is_embedded and not Path(location.uri.removeprefix("sqlite:///")).exists():
         return []
     now = time.time()
-    stale = []
-    for run in running_owned_runs(store_module.client_for(location)):
-        if owner_state(run.data.tags) == "unknown":
-            owned = _owned(run)
-            if now - owned.last_sign_of_life > stale_after:
-                stale.append(owned)
-    return stale
+    return [_owned(run) for run in running_owned_runs(store_module.client_for(location))
+            if is_stale(run, now=now, stale_after=stale_after)]
 
 
 def _end_dead_runs(client: Any, runs: list[Any]) -> list[OwnedRun]:

@@ -114,6 +114,15 @@ def test_runs_of_another_host_are_stale_after_ten_minutes_and_never_touched(loca
     assert "stale: quiet" in repr(report) and "elsewhere.example" in repr(report)
     client = store_module.client_for(location)
     assert {client.get_run(run).info.status for run in (quiet, fresh, beating)} == {"RUNNING"}
+    # Shown as stale where runs are listed: the %runs frame and the side panel's runs endpoint.
+    from jupyter_tracking import queries
+    from jupyter_tracking.serverext.queries import _run_summary
+
+    runs = [client.get_run(run) for run in (quiet, fresh, beating)]
+    frame = queries.runs_to_frame(runs)
+    assert dict(zip(frame["run_name"], frame["status"])) == {
+        "quiet": queries.STALE_STATUS, "fresh": "RUNNING", "beating": "RUNNING"}
+    assert [_run_summary(run)["stale"] for run in runs] == [True, False, False]
 
 
 def test_a_lease_file_lives_as_long_as_its_run_and_is_kept_fresh(location, monkeypatch):

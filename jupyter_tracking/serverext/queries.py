@@ -137,6 +137,8 @@ def list_experiments(location: StoreLocation) -> list[dict[str, Any]]:
 
 
 def _run_summary(run: Any) -> dict[str, Any]:
+    from ..recovery import is_stale
+
     info, data = run.info, run.data
     tags = data.tags or {}
     return {
@@ -144,6 +146,7 @@ def _run_summary(run: Any) -> dict[str, Any]:
         "run_name": info.run_name,
         "experiment_id": info.experiment_id,
         "status": info.status,
+        "stale": is_stale(run),
         "start_time": info.start_time,
         "end_time": info.end_time,
         "params": dict(data.params or {}),

@@ -123,3 +123,12 @@ export function isSafeUrl(url: string | null | undefined): boolean {
   }
   return /^https?:\/\//i.test(url);
 }
+
+/**
+ * How a run's status reads in the side panel: lower case, and "running (stale)" for a run the kernel side marks
+ * stale (owned by another machine that has shown no sign of life for a while).
+ */
+export function runStatusText(run: { status: string; stale?: boolean }): string {
+  const text = run.status.toLowerCase();
+  return run.stale && run.status === 'RUNNING' ? `${text} (stale)` : text;
+}

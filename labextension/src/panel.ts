@@ -9,7 +9,7 @@ import { getExperiments, getMetricHistory, getRun, searchRuns } from './api';
 import { cardGoals } from './card';
 import { renderChart } from './chartView';
 import { clear, h } from './dom';
-import { formatDuration, formatNumber, formatTime, runDuration } from './format';
+import { formatDuration, formatNumber, formatTime, runDuration, runStatusText } from './format';
 import { ATTRIBUTE_COLUMNS, dataColumns, defaultExperiment, IColumn, nextSort, orderByFor, SortDirection } from './query';
 import { IExperiment, IRunCard, IRunDetail, IRunSummary, MetricGoal } from './types';
 
@@ -201,7 +201,11 @@ export class ExperimentsPanel extends Widget {
     this._details.dataset.runId = run.run_id;
     this._details.appendChild(
       h('div', { className: 'jp-TrackingPanel-detailHeader' }, [
-        h('span', { className: `jp-TrackingPanel-status jp-mod-${run.status.toLowerCase()}`, text: run.status.toLowerCase() }),
+        h('span', {
+          className: `jp-TrackingPanel-status jp-mod-${run.stale ? 'stale' : run.status.toLowerCase()}`,
+          text: runStatusText(run),
+          attrs: run.stale ? { title: 'Owned by a kernel on another machine that has shown no sign of life for 10 minutes' } : {}
+        }),
         h('span', { className: 'jp-TrackingPanel-runName', text: run.run_name }),
         h('button', {
           text: 'Open in MLflow UI',
@@ -316,7 +320,7 @@ export class ExperimentsPanel extends Widget {
       }
       const row = h('tr', {
         className: `jp-TrackingPanel-run${run.run_id === this._detailRunId ? ' jp-mod-active' : ''}`,
-        attrs: { 'data-run-id': run.run_id, 'data-status': run.status },
+        attrs: { 'data-run-id': run.run_id, 'data-status': run.stale ? 'STALE' : run.status },
         onClick: () => void this.showRun(run.run_id)
       }, cells); // prettier-ignore
       return row;
@@ -410,7 +414,7 @@ function cellText(run: IRunSummary, column: IColumn): string {
     case 'run_name':
       return run.run_name;
     case 'status':
-      return run.status.toLowerCase();
+      return runStatusText(run);
     case 'start_time':
       return formatTime(run.start_time);
     default:

@@ -69,6 +69,8 @@ export interface IRunSummary {
   run_name: string;
   experiment_id: string;
   status: RunStatus;
+  /** RUNNING, owned by another host, and silent for a while (the kernel's `recovery.is_stale`). */
+  stale?: boolean;
   start_time: number | null;
   end_time: number | null;
   params: Record<string, string>;

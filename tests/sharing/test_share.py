@@ -17,7 +17,8 @@ import pytest
 
 from jupyter_tracking import sharing
 from jupyter_tracking.sharing import SharingError
-from jupyter_tracking.store import resolve_store, settings
+from jupyter_tracking.session import current_session
+from jupyter_tracking.store import resolve_store
 from tests.sharing.conftest import group_members, http_get, processes_with, wait_until
 from tests.sharing.lt_server import LoopbackTunnelServer
 
@@ -304,7 +305,7 @@ def test_port_in_use_for_a_share(project_dir, monkeypatch, lt_server, no_leftove
 
 def test_server_failing_behind_a_tunnel_stops_the_tunnel_too(tmp_path, monkeypatch, lt_server, no_leftovers):
     (tmp_path / "not-a-folder").write_text("")
-    monkeypatch.setattr(settings, "uri", f"sqlite:///{tmp_path}/not-a-folder/mlflow.db")
+    monkeypatch.setattr(current_session().settings, "uri", f"sqlite:///{tmp_path}/not-a-folder/mlflow.db")
     no_leftovers.append(("mlflow", str(tmp_path)))
     tunnels_before = set(lt_server.tunnels)
     with pytest.raises(SharingError) as caught:

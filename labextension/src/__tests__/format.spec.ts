@@ -1,4 +1,4 @@
-import { formatDuration, formatNumber, formatTime, isSafeUrl, metricDelta, runDuration } from '../format';
+import { formatDuration, formatNumber, formatTime, isSafeUrl, metricDelta, runDuration, runStatusText } from '../format';
 
 describe('formatNumber', () => {
   it('keeps integers whole and rounds floats to significant digits', () => {
@@ -78,5 +78,14 @@ describe('isSafeUrl', () => {
     expect(isSafeUrl('//evil.example/x')).toBe(false);
     expect(isSafeUrl('data:text/html,<b>')).toBe(false);
     expect(isSafeUrl(null)).toBe(false);
+  });
+});
+
+describe('runStatusText', () => {
+  it('reads lower case and marks stale running runs', () => {
+    expect(runStatusText({ status: 'FINISHED' })).toBe('finished');
+    expect(runStatusText({ status: 'RUNNING', stale: false })).toBe('running');
+    expect(runStatusText({ status: 'RUNNING', stale: true })).toBe('running (stale)');
+    expect(runStatusText({ status: 'KILLED', stale: true })).toBe('killed');
   });
 });
