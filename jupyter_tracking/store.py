@@ -200,9 +200,12 @@ def _create_embedded_store(location: StoreLocation) -> None:
     copy of a migrated empty one kept per MLflow version (``store_template.py``): milliseconds instead of a
     migration, and several kernels opening one new project at once end up sharing one complete file.
     """
+    from .private_files import private_dir
     from .store_template import create_store
 
     create_store(Path(location.uri.removeprefix("sqlite:///")), location.artifact_root)
+    if location.artifact_root:
+        private_dir(Path(location.artifact_root))  # before MLflow makes it with the umask's mode
 
 
 def experiment_id_for(location: StoreLocation, name: str, *, create: bool = True,
