@@ -202,8 +202,8 @@ class Kernel:
 
     def wait(self, msg_id: str, timeout: float = 300) -> Execution:
         """The reply to ``msg_id`` and its iopub messages up to the kernel's idle status."""
+        self.collect(until_idle=msg_id, timeout=timeout)  # first: each message is timed as it arrives
         reply = self.reply(msg_id, timeout)
-        self.collect(until_idle=msg_id, timeout=timeout)
         return Execution(reply, self._iopub.get(msg_id, []))
 
     def execute(self, code: str, cell_id: str | None = None, timeout: float = 300) -> Execution:
