@@ -146,7 +146,6 @@ class RunRecorder:
         self._queue: collections.deque = collections.deque()
         self._values, self._steps, self._times, self._kids = array("d"), array("q"), array("d"), array("q")
         self._key_ids: dict[str, int] = {}
-        self._keys: list[str] = []  # key id -> the key as given
         self._clean_keys: list[str] = []  # key id -> the key as stored
         self._next_step: dict[str, int] = {}
         self._metric_keys = KeyCleaner()  # distinct keys stay distinct after cleaning
@@ -336,8 +335,7 @@ class RunRecorder:
             return None
 
     def _new_key(self, key: str) -> int:
-        kid = len(self._keys)
-        self._keys.append(key)
+        kid = len(self._clean_keys)
         self._clean_keys.append(self._clean_metric_key(key))
         self._key_ids[key] = kid
         return kid
