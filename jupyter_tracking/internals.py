@@ -97,6 +97,51 @@ def sql_insert_metrics(store: Any, run_id: str, rows: list[tuple[str, float, int
             _insert_metrics(store, session, run_id, rows)
 
 
+def sql_create_run(store: Any, experiment_id: str, *, run_name: str | None, tags: dict[str, str],
+                   start_time: int, user_id: str | None) -> Any:
+    """A new RUNNING run and its tags as ONE transaction; returns MLflow's ``Run`` entity for it.
+
+    MLflow's ``create_run`` opens a second session for the experiment, then lazily loads the new run's
+    metrics, params, tags and inputs back (~6 queries); this inserts the two kinds of rows MLflow inserts and
+    builds the entity from what it wrote. Refuses, as MLflow does, an experiment that is missing or deleted.
+    Private: MLflow's ``SqlExperiment``/``SqlRun``/``SqlTag`` models, ``ManagedSessionMaker`` and
+    ``_generate_random_name`` (the names MLflow gives unnamed runs).
+    """
+    import uuid
+
+    from mlflow.entities import Run, RunData, RunInfo, RunInputs, RunTag
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
+    from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlRun, SqlTag
+    from mlflow.utils.name_utils import _generate_random_name
+    from mlflow.utils.uri import append_to_uri_path
+
+    run_name = run_name or tags.get("mlflow.runName") or _generate_random_name()
+    tags = {**tags, "mlflow.runName": run_name}
+    run_id = uuid.uuid4().hex
+    with _write_session(store) as session:
+        found = (session.query(SqlExperiment.artifact_location, SqlExperiment.lifecycle_stage)
+                 .filter(SqlExperiment.experiment_id == int(experiment_id)).first())
+        if found is None:
+            raise MlflowException(f"No Experiment with id={experiment_id} exists", RESOURCE_DOES_NOT_EXIST)
+        if found.lifecycle_stage != "active":
+            raise MlflowException(f"The experiment {experiment_id} must be in the 'active' state. "
+                                  f"Current state is {found.lifecycle_stage}.", INVALID_PARAMETER_VALUE)
+        artifact_uri = append_to_uri_path(found.artifact_location, run_id, "artifacts")
+        session.execute(SqlRun.__table__.insert(), [{
+            "run_uuid": run_id, "name": run_name, "source_type": "UNKNOWN", "source_name": "",
+            "entry_point_name": "", "user_id": user_id, "status": "RUNNING", "start_time": start_time,
+            "end_time": None, "deleted_time": None, "source_version": "", "lifecycle_stage": "active",
+            "artifact_uri": artifact_uri, "experiment_id": int(experiment_id),
+        }])
+        session.execute(SqlTag.__table__.insert(),
+                        [{"run_uuid": run_id, "key": key, "value": value} for key, value in tags.items()])
+    info = RunInfo(run_id=run_id, experiment_id=str(experiment_id), user_id=user_id, status="RUNNING",
+                   start_time=start_time, end_time=None, lifecycle_stage="active", artifact_uri=artifact_uri,
+                   run_name=run_name)
+    return Run(info, RunData(tags=[RunTag(key, value) for key, value in tags.items()]), RunInputs([]))
+
+
 def sql_finish_run(
     store: Any,
     run_id: str,
@@ -171,6 +216,16 @@ def fluent_run_stack() -> list:
     from mlflow.tracking import fluent
 
     return fluent._active_run_stack.get()
+
+
+def push_fluent_run(run: Any) -> None:
+    """Make ``run`` MLflow's active fluent run, as the end of ``mlflow.start_run`` does (the run exists already).
+
+    Private: ``mlflow.tracking.fluent._active_run_stack`` and ``ActiveRun``.
+    """
+    from mlflow.tracking.fluent import ActiveRun
+
+    fluent_run_stack().append(ActiveRun(run))
 
 
 def pop_fluent_run(run_id: str) -> None:
