@@ -109,7 +109,7 @@ def derived_key(key: str) -> str:
     return (key + CAPTURED_SUFFIX)[-250:]
 
 
-class _quiet:  # noqa: N801 - used like a function
+class quiet_store_logging:  # noqa: N801 - used like a function
     """Silence MLflow's and SQLAlchemy's error logging during a write: on failure it prints the statement with
     every logged value, hundreds of lines; the user gets our one line instead."""
 
@@ -139,7 +139,7 @@ class MlflowSink:
     @property
     def client(self) -> Any:
         if self._client is None:
-            with _quiet():
+            with quiet_store_logging():
                 self._client = store_module.client_for(self.location, self.session)
         return self._client
 
@@ -147,7 +147,7 @@ class MlflowSink:
                    start_time: int, fluent_parent: str | None = None, make_active: bool = False) -> CreatedRun:
         """Create the run; with ``make_active`` it becomes MLflow's active (fluent) run, so the cell's own
         ``mlflow.log_*`` calls land in it (``fluent_parent``: the active run it nests under, if any)."""
-        with _quiet():
+        with quiet_store_logging():
             client = self.client
             experiment_id = store_module.experiment_id_for(self.location, experiment_name, session=self.session)
             if make_active:
@@ -188,7 +188,7 @@ class MlflowSink:
 
     def find_run(self, experiment_name: str, tag_key: str, tag_value: str) -> CreatedRun | None:
         """A run created earlier for the same spooled run (its key tag), so delivery never creates it twice."""
-        with _quiet():
+        with quiet_store_logging():
             experiment_id = store_module.experiment_id_for(self.location, experiment_name, session=self.session)
             found = self.client.search_runs(
                 [experiment_id], filter_string=f"tags.`{tag_key}` = '{tag_value}'", max_results=1)
@@ -200,7 +200,7 @@ class MlflowSink:
     def write_metrics(self, run_id: str, rows: list[tuple[str, float, int, int]]) -> None:
         if not rows:
             return
-        with _quiet():
+        with quiet_store_logging():
             store = internals.sql_store_of(self.client)
             if store is not None:
                 try:
@@ -222,7 +222,7 @@ class MlflowSink:
         """Write the run's end and close it with ``final.status``. Raises only for an outage; what the store
         refuses is named in the outcome and in the run (tag and ``refused.json``)."""
         outcome = FinishOutcome()
-        with _quiet():
+        with quiet_store_logging():
             self._write_files(run_id, final, outcome)  # first: the run is closed only once its files are in
             try:
                 self._finish_at_once(run_id, final, outcome)

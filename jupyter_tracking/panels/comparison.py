@@ -83,8 +83,11 @@ def show_card(summary: Any, session: Any) -> None:
 
     from .card import Comparison, card_bundle, card_data
 
+    from ..sinks import quiet_store_logging
+
     try:
-        comparison = comparison_for(summary, session) if not summary.spooled else Comparison()
+        with quiet_store_logging():  # a locked or failing store: no page of MLflow's SQL logging under the card
+            comparison = comparison_for(summary, session) if not summary.spooled else Comparison()
     except Exception:  # noqa: BLE001 - a card without comparisons is better than none
         comparison = Comparison()
     notebook = context_module.notebook_path()
