@@ -365,13 +365,25 @@ class Shell:
 
         self.ip = InteractiveShell.instance()
         self.output = io.StringIO()
+        self.run_end_seconds: list[float] = []
         with contextlib.redirect_stdout(self.output):
             self.ip.run_line_magic("load_ext", "jupyter_tracking")
         # InteractiveShell replaces sys.modules["__main__"]: hand the cell our helper directly.
         self.ip.user_ns["_bench"] = types.SimpleNamespace(time_log_calls=time_log_calls)
 
     def run(self, source: str) -> float:
-        """Execute a cell; returns its wall time (and keeps its CPU time in ``last_cpu``). Raises if it failed."""
+        """Execute a cell; returns its wall time (and keeps its CPU time in ``last_cpu``). Raises if it failed.
+
+        First, untimed, the previous tracked cell's run end is let finish (run_ends.py: written after its cell
+        returns, while the user reads the card), as it would during the pause before the next cell; how long
+        that write took is kept in ``run_end_seconds``."""
+        from jupyter_tracking.session import current_session
+
+        run_ends = current_session().run_ends
+        run_ends.wait()
+        if run_ends.last_seconds is not None:
+            self.run_end_seconds.append(run_ends.last_seconds)
+            run_ends.last_seconds = None
         with contextlib.redirect_stdout(self.output):
             before = os.times()
             start = time.perf_counter()
@@ -569,8 +581,11 @@ def bench_fixed_cost(shell: Shell, stores: Stores, profile: bool) -> list[Row]:
         children = statistics.mean(sample[1] for sample in samples)
         return f"{seconds(own)} in-process + {seconds(children)} in child processes"
 
+    ends = shell.run_end_seconds[-FIXED_COST_REPEATS:]
+    end_note = (f"; the run's end, written after the cell returns (off the critical path), took "
+                f"{seconds(statistics.median(ends))} (median)" if ends else "")
     note = (f"CPU per cell (mean; steadier than wall time on a busy machine): jupyter_tracking {cpu(ours_cpu)}, "
-            f"plain MLflow {cpu(theirs_cpu)}; the tracked project is a git repository, as most are")
+            f"plain MLflow {cpu(theirs_cpu)}; the tracked project is a git repository, as most are{end_note}")
     if profile:
         profile_tracked_cell(tracked)
     return [

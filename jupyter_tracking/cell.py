@@ -68,8 +68,10 @@ class TrackedExecution:
         analysis_source: str | None = None,
         explicit_params: dict[str, Any] | None = None,
         session: Session | None = None,
+        end_later: bool = False,
     ) -> None:
         self.session = session or current_session()
+        self.end_later = end_later  # the run's end may be written after the cell returns (run_ends.py)
         self.source = source
         self.explicit_params = dict(explicit_params or {})
         self.options = options
@@ -115,6 +117,8 @@ class TrackedExecution:
             description=options.note, parent_run_id=self.parent_run_id, total_steps=options.steps,
             notify=_notify,
         )
+        recorder.end_later = self.end_later
+        recorder.cell_logged = options.autolog  # autolog writes into the run: its end is written at once
         self.recorder = recorder
         for observer in _observer_factories:
             try:
@@ -269,14 +273,14 @@ class TrackedCell:
 
     def __init__(self, shell: Any, source: str, options: TrackOptions, *, bindings: dict[str, Any] | None = None,
                  parent_run_id: str | None = None, extra_tags: dict[str, str] | None = None,
-                 session: Session | None = None) -> None:
+                 session: Session | None = None, end_later: bool = True) -> None:
         self.shell = shell
         self.source = source
         self.options = options
         self.code_text = shell.transform_cell(source)
         self.execution = TrackedExecution(
             source, options, namespace=shell.user_ns, bindings=bindings, parent_run_id=parent_run_id,
-            extra_tags=extra_tags, analysis_source=self.code_text, session=session,
+            extra_tags=extra_tags, analysis_source=self.code_text, session=session, end_later=end_later,
         )
 
     @property
@@ -365,7 +369,7 @@ def deliver_spooled_runs(location: store_module.StoreLocation, session: Session)
     successful write delivers it"). What cannot be delivered now stays spooled for `%track sync`."""
     from . import spool
 
-    if not spool.pending(location.uri):
+    if not spool.pending(location.uri, deliverable=True):
         return
     try:
         delivery = spool.deliver_pending(location, session)

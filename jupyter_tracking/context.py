@@ -72,10 +72,14 @@ def notebook_dir() -> Path:
 
 
 def _pre_run_cell(info: Any) -> None:
-    """Remember the id of the cell being run, as the front end sent it (JupyterLab, Notebook 7, VS Code)."""
+    """Before each cell: wait for the run ends still being written, and remember the id of the cell being run,
+    as the front end sent it (JupyterLab, Notebook 7, VS Code)."""
+    from .run_ends import settle
     from .session import current_session
 
-    current_session().cell_id = getattr(info, "cell_id", None)
+    session = current_session()
+    settle(session)  # the previous tracked cell's run is closed before this cell runs
+    session.cell_id = getattr(info, "cell_id", None)
 
 
 def execution_count() -> int | None:

@@ -5,6 +5,7 @@
   with "Run ... is already active"; its logging lands in the child, and a child the cell leaves open is closed
   when the cell ends (with the cell's status). The card lists the children.
 - ``mlflow.active_run()`` in the cell is the tracked run (outside child blocks).
+- A cell that logs into the run itself has its run's end written before the cell returns (run_ends.py).
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ class CellMlflowHooks:
 
         self._originals = {"log_metric": mlflow.log_metric, "log_metrics": mlflow.log_metrics,
                            "start_run": mlflow.start_run}
+        self._originals.update({name: getattr(mlflow, name) for name in WRITES if hasattr(mlflow, name)})
+        for name in WRITES:
+            if hasattr(mlflow, name):
+                setattr(mlflow, name, _noted(getattr(mlflow, name), recorder))
         mlflow.log_metric = _mirrored(mlflow.log_metric, points_of_log_metric, recorder)
         mlflow.log_metrics = _mirrored(mlflow.log_metrics, points_of_log_metrics, recorder)
         mlflow.start_run = _nesting(mlflow.start_run, recorder)
@@ -55,11 +60,27 @@ class CellMlflowHooks:
         self._originals = {}
 
 
+# The cell's own writes into the run besides metrics: the run's end is then written before the cell returns,
+# so that a value the cell logged first and ours are reconciled and shown on the card (recorder.cell_logged).
+WRITES = ("log_param", "log_params", "set_tag", "set_tags", "log_input", "log_inputs", "log_text", "log_dict",
+          "log_artifact", "log_artifacts", "log_figure", "log_image", "log_table")
+
+
+def _noted(original: Any, recorder: Any) -> Any:
+    def writing_function(*args: Any, **kwargs: Any) -> Any:
+        recorder.cell_logged = True
+        return original(*args, **kwargs)
+
+    writing_function.__wrapped__ = original
+    return writing_function
+
+
 def _mirrored(original: Any, points_of: Any, recorder: Any) -> Any:
     """``original`` (an MLflow fluent logging function) that also shows what it logged to our run live."""
     signature = inspect.signature(original)
 
     def logging_function(*args: Any, **kwargs: Any) -> Any:
+        recorder.cell_logged = True
         result = original(*args, **kwargs)
         try:
             values = signature.bind(*args, **kwargs).arguments

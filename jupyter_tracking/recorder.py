@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import internals
 from . import store as store_module
 from .limits import MAX_PARAM_LENGTH, MAX_TAG_LENGTH, KeyCleaner, clean_mapping
 from .recovery import Lease, owner_tags
@@ -132,6 +133,9 @@ class RunRecorder:
         self.description = description
         self.total_steps = total_steps
         self.make_active = make_active
+        # True: the run's end may be written after the cell returns (run_ends.py); set by the %%track cell.
+        self.end_later = False
+        self.cell_logged = False  # the cell wrote to the run itself (MLflow calls, autolog): its end is written now
         self.status = RUNNING
         self.start_time = time.time()
         self.series = StepSeries()
@@ -502,6 +506,7 @@ class RunRecorder:
         renamed: dict[str, str] = {}
         kept: dict[str, str] = {}
         end_time, single = now_ms(), []
+        journal = None
         try:
             with self._convert_lock:
                 rows = self._pending_rows + self._drain()
@@ -516,14 +521,21 @@ class RunRecorder:
                                 list(self._artifacts), list(self._datasets))
             if self._sink.kind == "mlflow" and self._store_gone(fresh=True):
                 self._swap_to_spool(ConnectionError("the store stopped answering"))
-            try:
-                renamed, kept = self._finish_through_sink(final)
-            except Exception as error:  # noqa: BLE001 - never break the cell; say what happened
-                self.notice(f"this run could not be completely written ({_short_error(error)})", key="finish")
+            journal = self._journal(final) if self._may_end_later() else None
+            if journal is not None:
+                if self._fluent:  # MLflow's fluent stack belongs to this thread: the run leaves it now
+                    internals.pop_fluent_run(self.run_id)
+                    self._fluent = False
+                self.session.run_ends.submit(lambda: self._end_later(final, journal))
+            else:
+                try:
+                    renamed, kept = self._finish_through_sink(final)
+                except Exception as error:  # noqa: BLE001 - never break the cell; say what happened
+                    self.notice(f"this run could not be completely written ({_short_error(error)})", key="finish")
         finally:
             if locked:
                 self._write_lock.release()
-            if self._lease is not None:
+            if self._lease is not None and journal is None:
                 self._lease.stop()
         counts, last = self.series.counts_and_last()
         params = dict(self._params)
@@ -540,9 +552,48 @@ class RunRecorder:
         )
         for observer in list(self.observers):
             self._call_observer(observer, "on_run_end", self, status)
-        if self._tmpdir is not None:
+        if self._tmpdir is not None and journal is None:
             self._tmpdir.cleanup()
         return summary
+
+    def _may_end_later(self) -> bool:
+        """The one rule for writing a run's end after its cell (run_ends.py): a ``%%track`` cell's run going to
+        a store on this machine, which the cell did not write to itself (its own MLflow calls or autolog may
+        conflict with ours, and the card must say so now). Anything else is written before the cell returns."""
+        return (self.end_later and not self.cell_logged and not self.child_runs and self._sink is not None
+                and self._sink.kind == "mlflow" and not self.location.is_remote and self.run_id is not None)
+
+    def _journal(self, final: FinalRecord) -> Any:
+        """The run's end in a journal entry (spool.write_journal), or None (then it is written now)."""
+        from . import spool
+
+        header = {"uri": self.location.uri, "experiment": self.experiment_name, "run_id": self.run_id,
+                  "run_name": self.run_name, "start_time": int(self.start_time * 1000)}
+        try:
+            return spool.write_journal(header, final)
+        except (OSError, TypeError, ValueError):
+            return None
+
+    def _end_later(self, final: FinalRecord, journal: Any) -> None:
+        """In the run-ends thread: the run's end through the sink, then its journal entry, lease and files go.
+        Notices are kept for the next cell, naming the run."""
+        from . import spool
+
+        name = self.run_name or self.run_id
+        self._notify = lambda message: self.session.run_ends.defer(f"run {name!r}: {message}")
+        try:
+            self._finish_through_sink(final)
+        except Exception as error:  # noqa: BLE001 - the journal entry stays and is delivered later
+            self.notice(f"this run could not be completely written ({_short_error(error)}); it is kept in "
+                        f"{journal.parent} and delivered by `%track sync`", key="finish")
+            if self._lease is not None:
+                self._lease.stop()
+            return
+        spool.remove_journal(journal)
+        if self._lease is not None:
+            self._lease.stop()
+        if self._tmpdir is not None:
+            self._tmpdir.cleanup()
 
     def _finish_through_sink(self, final: FinalRecord) -> tuple[dict[str, str], dict[str, str]]:
         """The run's end through the current sink; an outage swaps to the spool and writes it there."""

@@ -390,8 +390,11 @@ def recover(location: Any = None, *, stale_after: float = STALE_AFTER) -> Recove
     report = RecoveryReport()
     if location.is_embedded and not Path(location.uri.removeprefix("sqlite:///")).exists():
         return report  # no store yet: nothing ran here
+    from .spool import pending_run_ids
+
     client = store_module.client_for(location)
-    candidates = running_owned_runs(client)
+    waiting = pending_run_ids(location.uri)  # their end is in the spool: delivery completes them
+    candidates = [run for run in running_owned_runs(client) if run.info.run_id not in waiting]
     if not candidates:
         return report
     now = time.time()
@@ -463,6 +466,7 @@ def recover_and_report(location: Any = None, notify: Any = None) -> RecoveryRepo
             location = store_module.resolve_store()
         if not store_module.is_reachable(location):
             return None  # MLflow's client would retry for minutes; the next command says it is unreachable
+        _deliver_journals(location, notify)
         report = recover(location)
     except Exception:  # noqa: BLE001 - an unreachable store is reported by whatever the user does next
         return None
@@ -470,6 +474,20 @@ def recover_and_report(location: Any = None, notify: Any = None) -> RecoveryRepo
     if message:
         (notify or _print_notice)(message)
     return report
+
+
+def _deliver_journals(location: Any, notify: Any) -> None:
+    """Run ends that dead kernels left in their journal (run_ends.py) complete their runs first."""
+    from . import spool
+
+    if not any(spool.is_journal(path) for path in spool.pending(location.uri, deliverable=True)):
+        return
+    delivery = spool.deliver_pending(location, journals_only=True)
+    if delivery.delivered:
+        (notify or _print_notice)(f"completed {len(delivery.delivered)} run(s) whose kernel ended before their "
+                                  f"end was written: {', '.join(delivery.delivered)}")
+    for item in delivery.set_aside:
+        (notify or _print_notice)(f"the store refuses the run end {item}; it is set aside and will not be retried")
 
 
 def _print_notice(message: str) -> None:

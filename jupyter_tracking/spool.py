@@ -90,15 +90,72 @@ class SpoolFile:
         return str(target)
 
 
-def pending(uri: str | None = None) -> list[Path]:
-    """Spool files waiting for delivery (to ``uri`` only, when given), oldest first."""
+def write_journal(header: dict[str, Any], final: Any) -> Path:
+    """A run's end, kept while it is written after its cell (``run_ends.py``): a spool file like any other,
+    whose header names its owner process (``recovery.owner_tags``). Delivery leaves it alone while that process
+    lives; once it is gone, the entry completes the run exactly once. Written without fsync (a killed process
+    loses nothing; a crashed machine may) and with artifact files where they are (the owner removes the entry
+    when its write is done, before those files go). Raises OSError when the spool folder cannot be written."""
+    from .recovery import owner_tags
+
+    folder = private_dir(spool_dir())
+    path = folder / f"{int(time.time())}-{uuid.uuid4().hex}.jsonl"
+    records = [
+        {"op": "run", **header, "owner": owner_tags()},
+        {"op": "final", "rows": final.rows, "params": final.params, "tags": final.tags, "status": final.status,
+         "end_time": final.end_time, "artifacts": [list(item) for item in final.artifacts],
+         "datasets": final.datasets},
+    ]
+    with open_private(path, "w") as handle:
+        handle.write("".join(json.dumps(record) + "\n" for record in records))
+    return path
+
+
+def is_journal(path: Path) -> bool:
+    """A journal entry (``write_journal``), as opposed to a run spooled during an outage."""
+    return bool(_header(path).get("owner"))
+
+
+def remove_journal(path: Path) -> None:
+    """The journal entry's run end is written (or spooled for good): the entry goes."""
+    _progress_path(path).unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
+
+
+def _owned_by_live_process(path: Path) -> bool:
+    """A journal entry whose owner is alive (it writes the run's end itself), or of another host and recent
+    (nothing here can tell whether its owner lives)."""
+    owner = _header(path).get("owner")
+    if not owner:
+        return False
+    from .recovery import STALE_AFTER, owner_state
+
+    state = owner_state(owner)
+    if state == "unknown":
+        try:
+            return time.time() - path.stat().st_mtime < STALE_AFTER
+        except OSError:
+            return False
+    return state != "gone"
+
+
+def pending_run_ids(uri: str) -> set[str]:
+    """Ids of runs whose end waits in the spool for ``uri``: recovery leaves them to delivery."""
+    return {run_id for run_id in (_header(path).get("run_id") for path in pending(uri)) if run_id}
+
+
+def pending(uri: str | None = None, *, deliverable: bool = False) -> list[Path]:
+    """Spool files waiting for delivery (to ``uri`` only, when given), oldest first; with ``deliverable``,
+    without the journal entries their live owner is writing."""
     folder = spool_dir()
     if not folder.is_dir():
         return []
     files = sorted(folder.glob("*.jsonl"))
-    if uri is None:
-        return files
-    return [path for path in files if _header(path).get("uri") == uri]
+    if uri is not None:
+        files = [path for path in files if _header(path).get("uri") == uri]
+    if deliverable:
+        files = [path for path in files if not _owned_by_live_process(path)]
+    return files
 
 
 def _header(path: Path) -> dict[str, Any]:
@@ -165,10 +222,17 @@ def deliver(path: Path, sink: Any) -> str:
         if record["op"] == "metrics":
             sink.write_metrics(run_id, [tuple(row) for row in record["rows"]])
         elif record["op"] == "final":
+            artifacts = [tuple(item) for item in record["artifacts"]]
+            tags = dict(record["tags"])
+            if header.get("owner"):  # a journal entry names files where its kernel left them: some may be gone
+                lost = [Path(path).name for path, _ in artifacts if not Path(path).exists()]
+                artifacts = [item for item in artifacts if Path(item[0]).exists()]
+                if lost:
+                    tags["jupyter_tracking.lost_files"] = ", ".join(lost)[:500]
             sink.finish(run_id, FinalRecord(
-                rows=[tuple(row) for row in record["rows"]], params=record["params"], tags=record["tags"],
-                status=record["status"], end_time=record["end_time"],
-                artifacts=[tuple(item) for item in record["artifacts"]], datasets=record["datasets"],
+                rows=[tuple(row) for row in record["rows"]], params=record["params"], tags=tags,
+                status=record["status"], end_time=record["end_time"], artifacts=artifacts,
+                datasets=record["datasets"],
             ))
         _write_atomically(_progress_path(path), str(index))
     _remove(path)
@@ -192,8 +256,9 @@ class Delivery:
     busy: int = 0  # files another process was delivering at the same moment
 
 
-def deliver_pending(location: Any, session: Any = None) -> Delivery:
-    """Deliver every spooled run that belongs to ``location`` (a StoreLocation), each exactly once."""
+def deliver_pending(location: Any, session: Any = None, *, journals_only: bool = False) -> Delivery:
+    """Deliver every spooled run that belongs to ``location`` (a StoreLocation), each exactly once
+    (``journals_only``: only the run ends that dead kernels left in their journal)."""
     from filelock import FileLock, Timeout
 
     from . import store
@@ -201,13 +266,20 @@ def deliver_pending(location: Any, session: Any = None) -> Delivery:
 
     result = Delivery()
     files = pending(location.uri)
-    if not files:
+    if journals_only:
+        files = [path for path in files if is_journal(path)]
+    deliverable = set(pending(location.uri, deliverable=True))
+    if not deliverable.intersection(files):
+        result.busy = len(files)
         return result
     if not store.is_reachable(location):
         result.outage = ConnectionError(f"the store {store.redact_uri(location.uri)} is still unreachable")
         return result
     sink = MlflowSink(location, session)
     for path in files:
+        if _owned_by_live_process(path):
+            result.busy += 1  # a run end its own kernel is writing now
+            continue
         lock = FileLock(str(path.with_suffix(".lock")), timeout=0)
         try:
             lock.acquire()

@@ -368,6 +368,7 @@ def run_grid(
             tracked = TrackedCell(
                 shell, source, child, bindings=dict(row.bindings), parent_run_id=parent.run_id,
                 extra_tags={COMBINATION_TAG: str(row.index), SWEEP_TAG: "child"}, session=session,
+                end_later=False,  # the sweep reads its children back before the cell returns
             )
             try:
                 summary = tracked.run()

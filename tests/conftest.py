@@ -55,7 +55,13 @@ def shell(ipython_shell, project, monkeypatch, request):
     session = use_session(Session())
     session.settings.experiment = getattr(request.module, "EXPERIMENT", "tests")
     names_before = set(ipython_shell.user_ns)
+
+    def run_ends_written(result) -> None:  # tests read the store right after a cell, as the next cell sees it
+        session.run_ends.wait(60)
+
+    ipython_shell.events.register("post_run_cell", run_ends_written)
     yield ipython_shell
+    ipython_shell.events.unregister("post_run_cell", run_ends_written)
     for name in set(ipython_shell.user_ns) - names_before:
         ipython_shell.user_ns.pop(name, None)
     use_session(Session())

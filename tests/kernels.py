@@ -137,6 +137,8 @@ class Kernel:
             else:
                 kernel_env[key] = value
         kernel_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), kernel_env.get("PYTHONPATH")) if p)
+        self.spool_dir = Path(kernel_env["JUPYTER_TRACKING_SPOOL_DIR"]) if kernel_env.get("JUPYTER_TRACKING_SPOOL_DIR") \
+            else Path.home() / ".cache" / "jupyter_tracking" / "spool"
         self.kernel_id = str(uuid.uuid4())
         runtime = Path(jupyter_runtime_dir())
         runtime.mkdir(parents=True, exist_ok=True)
@@ -200,11 +202,36 @@ class Kernel:
             at = time.monotonic() - self._sent.get(parent, time.monotonic())
             self._iopub.setdefault(parent, []).append(Message(at, message))
 
-    def wait(self, msg_id: str, timeout: float = 300) -> Execution:
-        """The reply to ``msg_id`` and its iopub messages up to the kernel's idle status."""
+    def wait(self, msg_id: str, timeout: float = 300, *, run_ends: bool = True) -> Execution:
+        """The reply to ``msg_id`` and its iopub messages up to the kernel's idle status; with ``run_ends``, also
+        until the run ends the kernel writes after the cell are in the store (what a test reads next)."""
         self.collect(until_idle=msg_id, timeout=timeout)  # first: each message is timed as it arrives
         reply = self.reply(msg_id, timeout)
+        if run_ends:
+            self.wait_for_run_ends()
         return Execution(reply, self._iopub.get(msg_id, []))
+
+    def journal_entries(self) -> list[Path]:
+        """This kernel's journal entries in its spool folder: run ends it has not written yet (run_ends.py)."""
+        entries = []
+        for path in self.spool_dir.glob("*.jsonl"):
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    owner = json.loads(handle.readline() or "{}").get("owner") or {}
+            except (OSError, ValueError):
+                continue
+            if owner.get("jupyter_tracking.owner.pid") == str(self.pid):
+                entries.append(path)
+        return entries
+
+    def wait_for_run_ends(self, timeout: float = 60) -> None:
+        """Until the kernel has written the ends of its runs (its journal entries are gone), as a reader in
+        another process must: the next cell of the kernel itself waits for them before it runs."""
+        deadline = time.monotonic() + timeout
+        while self.journal_entries():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"run ends not written within {timeout} s: {self.journal_entries()}")
+            time.sleep(0.01)
 
     def execute(self, code: str, cell_id: str | None = None, timeout: float = 300) -> Execution:
         return self.wait(self.send(code, cell_id), timeout)
