@@ -246,6 +246,17 @@ class Kernel:
         execution = self.execute(code, timeout=timeout)
         return execution.reply, execution.text
 
+    def load_ext_printing(self, text: str, timeout: float = 120) -> str:
+        """``%load_ext jupyter_tracking``, then what it prints (its import thread prints later) once ``text``
+        appears or ``timeout`` passes, plus 2 s more: a second line would show too."""
+        msg_id = self.send("%load_ext jupyter_tracking")
+        assert self.reply(msg_id)["content"]["status"] == "ok"
+        deadline = time.monotonic() + timeout
+        while text not in self.printed(msg_id) and time.monotonic() < deadline:
+            self.collect(seconds=0.5)
+        self.collect(seconds=2.0)
+        return self.printed(msg_id)
+
     def printed(self, msg_id: str) -> str:
         """What request ``msg_id`` printed so far (streams and tracebacks)."""
         return Execution({}, self._iopub.get(msg_id, [])).text

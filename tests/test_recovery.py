@@ -203,13 +203,7 @@ def test_a_killed_kernel_s_run_is_ended_by_the_next_kernel_on_the_project(projec
 
     second = Kernel(project / "notebooks")
     try:
-        msg_id = second.send("%load_ext jupyter_tracking")
-        assert second.reply(msg_id)["content"]["status"] == "ok"
-        deadline = time.monotonic() + 120
-        while "ended" not in second.printed(msg_id) and time.monotonic() < deadline:
-            second.collect(seconds=1.0)
-        second.collect(seconds=2.0)
-        printed = second.printed(msg_id)
+        printed = second.load_ext_printing("ended")
         reply, again = second.run_text("%track recover")
     finally:
         second.close()

@@ -6,7 +6,6 @@ and cells whose end must be known at once (autolog, ``jt.track()``, the cell's o
 from __future__ import annotations
 
 import threading
-import time
 
 from jupyter_tracking import spool
 from jupyter_tracking.recovery import ENDED_BY as recovery_tag
@@ -98,12 +97,7 @@ def test_a_process_dead_before_its_run_end_is_written_leaves_it_to_the_next_kern
 
     kernel = Kernel(project / "notebooks")
     try:
-        msg_id = kernel.send("%load_ext jupyter_tracking")
-        assert kernel.reply(msg_id)["content"]["status"] == "ok"
-        deadline = time.monotonic() + 120
-        while "completed" not in kernel.printed(msg_id) and time.monotonic() < deadline:
-            kernel.collect(seconds=0.5)
-        printed = kernel.printed(msg_id)
+        printed = kernel.load_ext_printing("completed")
         again = kernel.run_ok("%track sync").text
     finally:
         kernel.close()
