@@ -177,7 +177,8 @@ def run_trial(spec: TrialSpec, names: Any = None) -> TrialRecord:
         failure = error
         record.status = "FAILED"
         record.error = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
-        record.traceback = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        frames = error.__traceback__.tb_next if error.__traceback__ is not None else None  # from the cell on
+        record.traceback = "".join(traceback.format_exception(type(error), error, frames))
     finally:
         session.active_recorder, session.active_thread = previous
     stale = capture.stale_names(namespace) if failure is not None else set()

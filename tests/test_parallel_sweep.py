@@ -78,8 +78,9 @@ def test_jobs_2_gives_the_same_children_as_the_sequential_grid(project, tmp_path
         kernel.run_ok(SETUP.format(path=str(unpickled)), timeout=120)
         kernel.run_ok(GRID_CELL.format(name="seq", experiment="seq", flags=""), timeout=240)
         run = kernel.run_ok(GRID_CELL.format(name="par", experiment="par", flags="--jobs 2"), timeout=240)
-        assert "2 local worker processes" in run.text
-        assert "trial 4 (a=2, b=0.5) failed: ValueError: a bad pair" in run.stderr
+        table = run.data[-1]["text/plain"]  # the table under the cell, as it was left
+        assert "grid sweep: 6/6 done · 1 failed · 2 local worker processes" in table, table
+        assert "trial 3 (a=2, b=0.5) failed: ValueError: a bad pair" in run.stderr
         client = store_client(project)
         seq, par = runs_of(project, "seq"), runs_of(project, "par")
         assert len(seq) == len(par) == 7
@@ -88,18 +89,20 @@ def test_jobs_2_gives_the_same_children_as_the_sequential_grid(project, tmp_path
         for key in seq_view:
             assert par_view[key] == seq_view[key], key
         assert par_view[("2", "0.5")][0] == "FAILED"
-        assert par_view[("3", "1.0")][3] == [(0, pytest.approx(5.0)), (1, pytest.approx(3.5)),
-                                              (2, pytest.approx(3.0))]
+        assert par_view[("3", "1.0")][3] == [(0, pytest.approx(6.0)), (1, pytest.approx(4.5)),
+                                              (2, pytest.approx(4.0))]
         parent = next(r for r in par if sweep.GRID_TAG in r.data.tags)
         seq_parent = next(r for r in seq if sweep.GRID_TAG in r.data.tags)
         assert parent.info.status == "FINISHED"
-        best = queries.get_run(parent.data.tags[queries.BEST_CHILD_TAG])
-        seq_best = queries.get_run(seq_parent.data.tags[queries.BEST_CHILD_TAG])
+        best = client.get_run(parent.data.tags[queries.BEST_CHILD_TAG])
+        seq_best = client.get_run(seq_parent.data.tags[queries.BEST_CHILD_TAG])
         assert best.data.params == seq_best.data.params == {"a": "1", "b": "0.5"}
         failed = next(c for c in children_of(par, parent) if c.info.status == "FAILED")
         traceback = Path(client.download_artifacts(failed.info.run_id, "traceback.txt", str(tmp_path))).read_text()
-        assert "ValueError: a bad pair" in traceback and "a == 2 and b == 0.5" in traceback
-        assert queries.cell_source(failed.info.run_id).startswith("import jupyter_tracking as jt")
+        assert 'line 3' in traceback and 'raise ValueError("a bad pair")' in traceback, traceback
+        assert traceback.rstrip().endswith("ValueError: a bad pair") and "trials.py" not in traceback, traceback
+        cell = Path(client.download_artifacts(failed.info.run_id, "cell/cell.py", str(tmp_path))).read_text()
+        assert cell.startswith("import jupyter_tracking as jt")
         assert all(r.info.status != "RUNNING" for r in seq + par)
         # The shipped names were unpickled once per worker process, not once per trial.
         pids = unpickled.read_text().split()
@@ -121,11 +124,11 @@ def test_dask_local_cluster_into_the_embedded_store_and_a_team_server(project, t
                       "cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, "
                       "dashboard_address=None)\nclient = Client(cluster)\n", timeout=180)
         run = kernel.run_ok(GRID_CELL.format(name="dask", experiment="dask", flags="--cluster client"), timeout=240)
-        assert "Dask at tcp://" in run.text
+        assert "Dask at tcp://" in run.data[-1]["text/plain"]
         runs = runs_of(project, "dask")
         view = sweep_view(store_client(project), runs)
         assert len(view) == 6 and sum(v[0] == "FINISHED" for v in view.values()) == 5
-        assert view[("1", "1.0")][3] == [(0, pytest.approx(3.0)), (1, pytest.approx(2.5)), (2, pytest.approx(7 / 3))]
+        assert view[("1", "1.0")][3] == [(0, pytest.approx(4.0)), (1, pytest.approx(3.5)), (2, pytest.approx(10 / 3))]
         # The same sweep, by scheduler address, into a real mlflow server the workers never see.
         kernel.run_ok(f"%track config --uri {server.url}\naddress = cluster.scheduler_address")
         address = kernel.run_text("print(address)")[1].strip()
