@@ -559,6 +559,12 @@ def run_trials(shell: Any, source: str, options: Any, state: SweepState, trials:
                 trials.finished(row, None)
         raise
     state.parent_run_id = parent.recorder.run_id
+    try:  # as after a sequential grid (its children are MLflow's active runs in turn): plain mlflow finds the sweep
+        from .store import point_mlflow_at
+
+        point_mlflow_at(parent.location.uri)
+    except Exception:  # noqa: BLE001 - a convenience; the sweep does not need it
+        pass
     child_tags = {k: v for k, v in options.tags.items() if k not in (child_tags_exclude or ())}
     base_tags = {**context_tags(source, options.name, parent.location, parent.notebook, session), **child_tags,
                  SWEEP_TAG: "child"}

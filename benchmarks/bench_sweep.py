@@ -1,0 +1,141 @@
+"""A 16-trial grid of a CPU-bound cell (~1 s a trial): sequential vs ``--jobs 2`` vs a 2-worker Dask cluster.
+
+    .venv/bin/python benchmarks/bench_sweep.py [--trials 16] [--seconds 1.0]
+
+All three run in one process, one after the other, on the same kind of fresh SQLite store, in a real IPython
+shell, through ``sweep.run_grid`` (what ``%%track --grid`` calls). The cell is a pure-Python loop calibrated
+here to ``--seconds`` of CPU. Printed per mode: wall time of the sweep, speed-up over sequential (target
+>= 1.7x for both parallel modes on 2 cores), the trials' own mean time, and the overhead per trial: from
+sending the trial to its child run being written, less the trial's own time (shipping the values and the
+record, recording the run); for the sequential grid, the wall time per trial less the trial's own time. The
+Dask cluster is started before its sweep (as a user's cluster would be): its start time is printed apart,
+and so is the start of the ``--jobs`` worker processes, which is inside its sweep's wall time.
+It is a report: exit status 0 whatever the figures; the load average is printed (2 cores shared = slower).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+CELL = """total = 0
+for i in range(iterations):
+    total += (i * seed) % 7
+score = total / iterations
+"""
+
+
+def calibrate(seconds: float) -> int:
+    """Loop iterations that take ``seconds`` of CPU here (the cell's own loop)."""
+    namespace = {"iterations": 200_000, "seed": 3}
+    code = compile(CELL, "<calibrate>", "exec")
+    started = time.process_time()
+    exec(code, namespace)  # noqa: S102
+    per_iteration = (time.process_time() - started) / namespace["iterations"]
+    return max(1000, int(seconds / per_iteration))
+
+
+def fresh_project(root: Path) -> Path:
+    (root / "notebooks").mkdir(parents=True)
+    (root / "pyproject.toml").write_text("[project]\nname='bench'\n")
+    return root
+
+
+def run_mode(shell, label: str, grid: dict, engine, iterations: int) -> dict:
+    from jupyter_tracking import sweep
+    from jupyter_tracking.cell import TrackOptions
+
+    shell.user_ns["iterations"] = iterations
+    options = TrackOptions(name=label, experiment=f"bench-{label}", card=False, live=False)
+    out = io.StringIO()
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        state = sweep.run_grid(shell, CELL, options, grid, engine=engine, show=False)
+    wall = time.perf_counter() - started
+    rows = state.rows
+    assert all(r.status == "FINISHED" for r in rows), [(r.status, r.error) for r in rows]
+    own = [r.seconds for r in rows]
+    overheads = [r.overhead for r in rows if r.overhead is not None]
+    return {"label": label, "wall": wall, "own": statistics.mean(own), "sum_own": sum(own),
+            "overhead": statistics.mean(overheads) if overheads else None, "n": len(rows)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=1.0, help="CPU seconds per trial")
+    args = parser.parse_args()
+
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from jupyter_tracking.parallel import EngineChoice
+    from jupyter_tracking.session import Session, use_session
+
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    root = Path(tempfile.mkdtemp(prefix="jt-bench-sweep-"))
+    try:
+        os.chdir(fresh_project(root / "proj") / "notebooks")
+        shell = InteractiveShell.instance()
+        shell.run_line_magic("load_ext", "jupyter_tracking")
+        use_session(Session())
+        from jupyter_tracking import preload
+
+        preload.wait()
+        iterations = calibrate(args.seconds)
+        grid = {"seed": list(range(1, args.trials + 1))}
+        # A warm-up sweep of two short trials: the store is created and migrated outside the timings.
+        shell.user_ns["iterations"] = 1000
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            from jupyter_tracking import sweep
+            from jupyter_tracking.cell import TrackOptions
+
+            sweep.run_grid(shell, CELL, TrackOptions(experiment="warmup", card=False, live=False),
+                           {"seed": [1, 2]}, show=False)
+        results = [run_mode(shell, "sequential", grid, None, iterations)]
+        results.append(run_mode(shell, "jobs2", grid, EngineChoice(jobs=2), iterations))
+        from dask.distributed import Client, LocalCluster
+
+        began = time.perf_counter()
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+        cluster_start = time.perf_counter() - began
+        try:
+            shell.user_ns["bench_client"] = client
+            results.append(run_mode(shell, "dask2", grid, EngineChoice(cluster="bench_client"), iterations))
+        finally:
+            client.close()
+            cluster.close()
+    finally:
+        os.chdir("/")
+        shutil.rmtree(root, ignore_errors=True)
+
+    base = results[0]["wall"]
+    print(f"\n{args.trials}-trial grid, {args.seconds:g} s CPU a trial ({iterations} loop iterations); "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
+    print(f"{'mode':<28} {'wall':>8} {'speed-up':>9} {'trial own':>10} {'overhead/trial':>15}  target")
+    names = {"sequential": "sequential grid", "jobs2": "--jobs 2 (loky)", "dask2": "2-worker Dask cluster"}
+    for result in results:
+        speed = base / result["wall"]
+        if result["label"] == "sequential":
+            overhead = (result["wall"] / result["n"] - result["own"]) * 1000
+            target = "-"
+        else:
+            overhead = result["overhead"] * 1000
+            target = "ok (>= 1.7x)" if speed >= 1.7 else "MISSED (< 1.7x)"
+        print(f"{names[result['label']]:<28} {result['wall']:>7.2f}s {speed:>8.2f}x {result['own']:>9.3f}s "
+              f"{overhead:>12.0f} ms  {target}")
+    print(f"\nDask cluster start (before its sweep, not in its wall time): {cluster_start:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
