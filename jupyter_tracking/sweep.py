@@ -125,7 +125,8 @@ class Row:
     metrics: dict[str, float] = field(default_factory=dict)
     error: str = ""
     started: float | None = None  # time.monotonic() when sent to a worker
-    overhead: float | None = None  # seconds around the trial's own time: shipping, waiting for a slot, recording
+    overhead: float | None = None  # seconds around the trial's own time: shipping, polling, recording
+    recorded: float | None = None  # seconds the kernel took to write the trial's child run
 
 
 @dataclass
@@ -598,7 +599,9 @@ def run_trials(shell: Any, source: str, options: Any, state: SweepState, trials:
             if engine.in_background and not (stop_on_error and any(r.status == "FAILED" for _, r in records)):
                 fill()  # the free workers start their next trials before the finished ones are written
             for row, record in records:
+                began = time.monotonic()
                 summary = writer.write(record, child_name(row), tags_of(row))
+                row.recorded = time.monotonic() - began
                 row.seconds, row.error = record.seconds, record.error[:200]
                 row.status = record.status
                 row.overhead = max(0.0, time.monotonic() - row.started - record.seconds)  # shipping, recording
