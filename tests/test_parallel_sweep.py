@@ -256,3 +256,36 @@ def test_a_name_that_cannot_be_shipped_is_one_line_before_anything_starts(shell,
         shell.run_cell_magic("track", "--search {'x': 3} --trials 2", "loss = x\n")
     with pytest.raises(parallel.SweepSetupError, match=r"^no_such_package_jt is not installed: pip install "):
         parallel.require("no_such_package_jt")
+
+
+def test_jobs_artifacts_come_back_and_stop_on_error_cancels_the_rest(shell, project):
+    shell.user_ns["grid"] = {"n": [1, 2, 3, 4, 5, 6]}
+    result = shell.run_cell("%%track --grid grid --jobs 2 --artifacts model\nmodel = {'weights': [n, n * 2]}\n"
+                            "loss = n / 10\n")
+    assert result.error_in_exec is None
+    runs = runs_of(project, EXPERIMENT)
+    parent = next(r for r in runs if queries.GRID_TAG in r.data.tags)
+    child = next(c for c in children_of(runs, parent) if c.data.params["n"] == "4")
+    assert queries.load(child.info.run_id, "model")["model"] == {"weights": [4, 8]}
+    assert float(child.data.tags[parallel.TRIAL_SECONDS_TAG]) >= 0 and ":" in child.data.tags[parallel.WORKER_TAG]
+    # --stop-on-error: the first failure stops the sweep; what was still running is KILLED, the rest never runs.
+    result = shell.run_cell("%%track --grid grid --jobs 2 --stop-on-error\nimport time\nif n == 2:\n"
+                            "    raise ValueError('stop here')\ntime.sleep(0 if n == 1 else 30)\nloss = n\n")
+    assert isinstance(result.error_in_exec, RuntimeError) and "trial 2 failed: ValueError: stop here" in str(
+        result.error_in_exec)
+    runs = runs_of(project, EXPERIMENT)
+    parent = [r for r in runs if queries.GRID_TAG in r.data.tags][-1]
+    statuses = {c.data.params["n"]: c.info.status for c in children_of(runs, parent)}
+    assert parent.info.status == "FAILED" and statuses["1"] == "FINISHED" and statuses["2"] == "FAILED"
+    assert set(statuses) <= {"1", "2", "3", "4"} and all(statuses[n] == "KILLED" for n in statuses if n in "34")
+    assert "6" not in statuses and all(r.info.status != "RUNNING" for r in runs)
+
+
+def test_the_table_counts_workers_and_pruned_trials():
+    rows = [sweep.Row(0, {"x": 1}, "FINISHED", "r1", 2.0, {"m": 1.0}), sweep.Row(1, {"x": 2}, "PRUNED", "r2", 1.0),
+            sweep.Row(2, {"x": 3}, "RUNNING"), sweep.Row(3, {"x": 4}, "QUEUED")]
+    state = sweep.SweepState({"x": []}, rows, workers=2, planned=6, kind="search", where="2 local worker processes")
+    line = state.progress_line()
+    assert "2/6 done" in line and "1 pruned" in line and "2 local worker processes" in line
+    assert state.eta_seconds() == pytest.approx(1.5 * 2)  # 4 left, 2 at a time, 1.5 s each
+    assert "search sweep: 2/6 done" in state.to_text() and 'data-total="6"' in state.to_html()
