@@ -289,3 +289,23 @@ def test_the_table_counts_workers_and_pruned_trials():
     assert "2/6 done" in line and "1 pruned" in line and "2 local worker processes" in line
     assert state.eta_seconds() == pytest.approx(1.5 * 2)  # 4 left, 2 at a time, 1.5 s each
     assert "search sweep: 2/6 done" in state.to_text() and 'data-total="6"' in state.to_html()
+
+
+def test_cluster_local_starts_and_closes_its_own_dask_cluster(shell, project):
+    shell.user_ns["grid"] = {"n": [1, 2, 3]}
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    result = shell.run_cell("%%track --grid grid --cluster local --jobs 2\nloss = n / 10\n")
+    assert result.error_in_exec is None
+    runs = runs_of(project, EXPERIMENT)
+    parent = next(r for r in runs if queries.GRID_TAG in r.data.tags)
+    children = children_of(runs, parent)
+    assert sorted(c.data.metrics["loss"] for c in children) == [0.1, 0.2, pytest.approx(0.3)]
+    assert all(c.info.status == "FINISHED" for c in children) and parent.info.status == "FINISHED"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        left = [p for p in worker_processes(psutil.Process().pid) if p.pid not in before and p.is_running()
+                and p.status() != psutil.STATUS_ZOMBIE]  # multiprocessing's resource tracker is no worker
+        if not left:
+            break
+        time.sleep(0.5)
+    assert not left, [" ".join(p.cmdline()) for p in left]
