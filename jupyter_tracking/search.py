@@ -15,6 +15,7 @@ import ast
 import hashlib
 import json
 import math
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -159,7 +160,8 @@ class SearchTrials:
             else:
                 self.study.tell(trial, state=states.FAIL)
         except Exception as error:  # noqa: BLE001 - the run is recorded; the study just lacks this trial
-            print(f"jupyter_tracking: Optuna did not take trial {trial.number} ({type(error).__name__}: {error})")
+            print(f"jupyter_tracking: Optuna did not take trial {trial.number} ({type(error).__name__}: {error})",
+                  file=sys.stderr)
 
     def close(self, state: SweepState) -> dict[str, str]:
         try:
