@@ -10,7 +10,8 @@ sending the trial to its child run being written, less the trial's own time (shi
 record, recording the run); for the sequential grid, the wall time per trial less the trial's own time. The
 Dask cluster is started before its sweep (as a user's cluster would be): its start time is printed apart,
 and so is the start of the ``--jobs`` worker processes, which is inside its sweep's wall time.
-It is a report: exit status 0 whatever the figures; the load average is printed (2 cores shared = slower).
+It is a report: exit status 0 whatever the figures; the load average is printed, and a control line (the bare
+loop in a plain 2-process pool) says how much parallelism the machine allowed during the run.
 """
 
 from __future__ import annotations
@@ -72,6 +73,30 @@ def run_mode(shell, label: str, grid: dict, engine, iterations: int) -> dict:
             "recorded": statistics.mean(recorded) if recorded else None, "n": len(rows)}
 
 
+def _loop(arguments: tuple[int, int]) -> float:
+    iterations, seed = arguments
+    started = time.perf_counter()
+    exec(compile(CELL, "<pool>", "exec"), {"iterations": iterations, "seed": seed})  # noqa: S102
+    return time.perf_counter() - started
+
+
+def machine_parallelism(iterations: int) -> float:
+    """Control: 4 runs of the bare loop one after the other vs in a plain 2-process pool (no tracking at all).
+    Near 2x on an idle 2-core machine; near 1x when other work takes the second core."""
+    import multiprocessing
+
+    started = time.perf_counter()
+    for seed in range(4):
+        _loop((iterations // 4, seed + 1))
+    alone = time.perf_counter() - started
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        pool.map(_loop, [(1000, 1)] * 2)  # started before the timing
+        started = time.perf_counter()
+        pool.map(_loop, [(iterations // 4, seed + 1) for seed in range(4)], chunksize=1)
+        pooled = time.perf_counter() - started
+    return alone / pooled
+
+
 def untracked_seconds(iterations: int, repeats: int = 3) -> float:
     """The cell's own time here, untracked (median of a few): the sequential grid's trials without tracking."""
     code = compile(CELL, "<untracked>", "exec")
@@ -98,13 +123,14 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="jt-bench-sweep-"))
     try:
         os.chdir(fresh_project(root / "proj") / "notebooks")
+        iterations = calibrate(args.seconds)
+        control = machine_parallelism(iterations)  # before IPython takes over __main__ (the pool pickles _loop)
         shell = InteractiveShell.instance()
         shell.run_line_magic("load_ext", "jupyter_tracking")
         use_session(Session())
         from jupyter_tracking import preload
 
         preload.wait()
-        iterations = calibrate(args.seconds)
         grid = {"seed": list(range(1, args.trials + 1))}
         # A warm-up sweep of two short trials: the store is created and migrated outside the timings.
         shell.user_ns["iterations"] = 1000
@@ -152,6 +178,8 @@ def main() -> None:
         print(f"{names[result['label']]:<24} {result['wall']:>7.2f}s {speed:>8.2f}x {own:>9.3f}s "
               f"{overhead:>12.0f} ms {recording:>16}  {target}")
     print(f"\nDask cluster start (before its sweep, not in its wall time): {cluster_start:.2f} s")
+    print(f"control, the bare loop in a plain 2-process pool vs one after the other: {control:.2f}x "
+          "(what this machine allowed; ~2x when idle)")
     print("overhead/trial: from sending a trial to its child run written, less the trial's own time (parallel); "
           "a tracked trial's wall time less the untracked cell (sequential)")
 
