@@ -90,7 +90,12 @@ class TrackingMagics(Magics):
     @argument("--system", action="store_true", help="log CPU/memory/GPU as system/* metrics")
     @argument("--grid", metavar="EXPR", nargs="+", help="dict of lists (evaluated here): one child run per combination")
     @argument("--stop-on-error", action="store_true", help="--grid: stop at the first failing combination")
-    @argument("--best-by", metavar="METRIC[:min|max]", help="--grid: the metric that picks the best child")
+    @argument("--best-by", metavar="METRIC[:min|max]", help="--grid/--search: the metric that picks the best child")
+    @argument("--search", metavar="EXPR", nargs="+", help="dict of Optuna distributions (lists: categorical)")
+    @argument("--trials", type=_positive_int, help="--search: how many trials to run")
+    @argument("--seed", type=int, help="--search: seed of Optuna's sampler")
+    @argument("--jobs", type=int, help="--grid/--search: trials in N worker processes (-1: all cores)")
+    @argument("--cluster", metavar="ADDRESS|CLIENT", help="--grid/--search: run the trials on a Dask cluster")
     @line_cell_magic
     def track(self, line: str, cell: str | None = None) -> Any:
         """Track a cell as one MLflow run (``%%track``), or show/change tracking (``%track ...``).
@@ -110,22 +115,44 @@ class TrackingMagics(Magics):
             autolog=args.autolog, live=not args.no_live, steps=args.steps, system=args.system,
         )
         __tracebackhide__ = True
-        if args.grid is not None:
-            from .sweep import GridError, grid_from_expression, parse_best_by, run_grid
-
-            try:
-                grid = grid_from_expression(self.shell, _unquote(" ".join(args.grid)))
-                best_by = parse_best_by(args.best_by, options.experiment)
-            except GridError as error:
-                raise UsageError(f"%%track: {error}") from None
-            run_grid(self.shell, cell, options, grid, stop_on_error=args.stop_on_error, best_by=best_by)
-            return None
-        if args.stop_on_error or args.best_by:
-            raise UsageError("%%track: --stop-on-error and --best-by go with --grid EXPR")
+        if args.grid is not None or args.search is not None:
+            return self._sweep(args, cell, options)
+        if args.stop_on_error or args.best_by or args.jobs is not None or args.cluster or args.trials or args.seed:
+            raise UsageError("%%track: --stop-on-error, --best-by, --jobs, --cluster, --trials and --seed go with "
+                             "--grid EXPR or --search EXPR")
         from .secret_filter import redact_text
 
         magic_line = redact_text(f"%%track {line}".strip())
         run_tracked_cell(self.shell, cell, options, extra_tags={"jupyter_tracking.magic": magic_line})
+        return None
+
+    def _sweep(self, args: Any, cell: str, options: Any) -> None:
+        """``--grid`` / ``--search``, sequential or on ``--jobs``/``--cluster`` (sweep.py, search.py)."""
+        __tracebackhide__ = True
+        from .parallel import EngineChoice, SweepSetupError
+        from .sweep import GridError, grid_from_expression, parse_best_by, run_grid
+
+        if args.grid is not None and args.search is not None:
+            raise UsageError("%%track: --grid and --search do not go together")
+        if args.search is None and (args.trials or args.seed is not None):
+            raise UsageError("%%track: --trials and --seed go with --search EXPR")
+        engine = EngineChoice(args.jobs, args.cluster)
+        try:
+            best_by = parse_best_by(args.best_by, options.experiment)
+            if args.grid is not None:
+                grid = grid_from_expression(self.shell, _unquote(" ".join(args.grid)))
+                run_grid(self.shell, cell, options, grid, stop_on_error=args.stop_on_error, best_by=best_by,
+                         engine=engine)
+                return None
+            from .search import run_search, space_from_expression
+
+            if not args.trials:
+                raise GridError("--search needs --trials N")
+            space = space_from_expression(self.shell, _unquote(" ".join(args.search)))
+            run_search(self.shell, cell, options, space, args.trials, best_by=best_by, engine=engine,
+                       seed=args.seed, stop_on_error=args.stop_on_error)
+        except (GridError, SweepSetupError) as error:
+            raise UsageError(f"%%track: {error}") from None
         return None
 
     @magic_arguments()

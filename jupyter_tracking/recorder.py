@@ -380,6 +380,15 @@ class RunRecorder:
         self.series.extend(rows)
         self._pending_rows.extend(rows)
 
+    def add_logged_points(self, rows: list[tuple[str, float, int, int]]) -> None:
+        """Step points logged elsewhere (a sweep trial in a worker): ``(key, value, timestamp_ms, step)`` rows
+        kept with their own times and steps, written with the run's end."""
+        rows = [(self._clean_metric_key(key), float(value), int(at), int(step)) for key, value, at, step in rows]
+        with self._convert_lock:
+            self.logged_keys.update(key for key, _, _, _ in rows)
+            self.series.extend(rows)
+            self._pending_rows.extend(rows)
+
     def set_tags(self, tags: dict[str, str]) -> None:
         self._tags.update(redact_tags(tags)[0])
 

@@ -124,6 +124,9 @@ class Row:
     seconds: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     error: str = ""
+    started: float | None = None  # time.monotonic() when sent to a worker
+    overhead: float | None = None  # seconds around the trial's own time: shipping, polling, recording
+    recorded: float | None = None  # seconds the kernel took to write the trial's child run
 
 
 @dataclass
@@ -138,26 +141,39 @@ class SweepState:
     best_index: int | None = None
     status: str = "RUNNING"
     finished_at: float | None = None
+    workers: int = 1  # trials run at once
+    planned: int | None = None  # an Optuna search adds rows as it asks for trials: how many it will ask
+    kind: str = "grid"
+    where: str = ""  # where the trials run ("2 local worker processes"), shown in the progress line
 
     @property
     def done(self) -> list[Row]:
-        return [r for r in self.rows if r.status in ("FINISHED", "FAILED", "KILLED")]
+        return [r for r in self.rows if r.status in ("FINISHED", "FAILED", "KILLED", "PRUNED")]
+
+    @property
+    def total(self) -> int:
+        return max(self.planned or 0, len(self.rows))
 
     def eta_seconds(self) -> float | None:
         timed = [r.seconds for r in self.rows if r.seconds is not None and r.status != "KILLED"]
-        remaining = sum(1 for r in self.rows if r.status in ("QUEUED", "RUNNING"))
+        remaining = self.total - len(self.done)
         if not timed or not remaining or self.status != "RUNNING":
             return None
-        return sum(timed) / len(timed) * remaining
+        return sum(timed) / len(timed) * math.ceil(remaining / max(1, self.workers))
 
     def progress_line(self) -> str:
-        total = len(self.rows)
+        total = self.total
         done = len(self.done)
         failed = sum(1 for r in self.rows if r.status == "FAILED")
+        pruned = sum(1 for r in self.rows if r.status == "PRUNED")
         elapsed = (self.finished_at or time.monotonic()) - self.started
         parts = [f"{done}/{total} done"]
         if failed:
             parts.append(f"{failed} failed")
+        if pruned:
+            parts.append(f"{pruned} pruned")
+        if self.where:
+            parts.append(self.where)
         parts.append(f"elapsed {_duration(elapsed)}")
         eta = self.eta_seconds()
         if eta is not None:
@@ -183,7 +199,7 @@ class SweepState:
     def to_text(self) -> str:
         keys = list(self.grid)
         metrics = self.metric_keys()
-        lines = [f"grid sweep: {self.progress_line()}"]
+        lines = [f"{self.kind} sweep: {self.progress_line()}"]
         errors = any(row.error for row in self.rows)
         header = ["#", *keys, "status", "time", *metrics, *(["error"] if errors else [])]
         table = [header]
@@ -200,12 +216,12 @@ class SweepState:
         e = html.escape
         keys = list(self.grid)
         metrics = self.metric_keys()
-        total = len(self.rows)
+        total = self.total
         done = len(self.done)
         errors = any(row.error for row in self.rows)
         head = "".join(f"<th>{e(h)}</th>" for h in ["#", *keys, "status", "time", *metrics, *(["error"] if errors else [])])
         body = []
-        colors = {"FAILED": "#b3261e", "KILLED": "#a15c00", "RUNNING": "#1565c0", "QUEUED": "#888"}
+        colors = {"FAILED": "#b3261e", "KILLED": "#a15c00", "RUNNING": "#1565c0", "QUEUED": "#888", "PRUNED": "#888"}
         for i, row in enumerate(self.rows):
             best = ' style="background:rgba(46,160,67,0.15);font-weight:600"' if i == self.best_index else ""
             color = colors.get(row.status, "inherit")
@@ -307,6 +323,80 @@ def _best_index(state: SweepState) -> int | None:
     return best
 
 
+@dataclass
+class _Parent:
+    """A sweep's parent run and what its children share."""
+
+    recorder: Any
+    location: Any
+    experiment: str
+    git: Any
+    notebook: Any
+    overrides: dict[str, str]
+
+
+def _open_parent(source: str, options: Any, session: Any, tags: dict[str, str], best_by: Any) -> _Parent:
+    from pathlib import Path
+
+    from . import context as context_module
+    from . import store as store_module
+    from .cell import context_tags
+    from .recorder import RunRecorder
+
+    location = store_module.resolve_store(session=session)
+    experiment = options.experiment or store_module.default_experiment_name(session)
+    notebook = context_module.notebook_path()
+    git = context_module.GitProbe(notebook.parent if notebook else Path.cwd())
+    overrides = goal_overrides(location, experiment) if best_by is None else {}
+    parent_tags = {**context_tags(source, options.name, location, notebook, session),
+                   **options.tags, **tags}  # the recorder withholds credential-like tags
+    parent = RunRecorder(location, experiment, session=session, run_name=options.name, tags=parent_tags,
+                         description=options.note, make_active=False)
+    parent.start()
+    parent.add_text_artifact(redact_source(source), "cell", "cell.py")
+    return _Parent(parent, location, experiment, git, notebook, overrides)
+
+
+def _close_parent(parent: _Parent, state: SweepState, interrupted: BaseException | None,
+                  stop_error: BaseException | None, tags: dict[str, str] | None = None) -> None:
+    """Mark what did not finish, pick the best child, tag and close the parent run. Never raises."""
+    from .cell import git_tags
+    from .recorder import FAILED, FINISHED, KILLED
+
+    for row in state.rows:
+        if row.status in ("QUEUED", "RUNNING"):
+            row.status = "NOT RUN" if row.status == "QUEUED" else "KILLED"
+    state.best_index = _best_index(state)
+    finished = [r for r in state.rows if r.status in ("FINISHED", "PRUNED")]
+    if interrupted is not None:
+        state.status = KILLED
+    elif stop_error is not None or not finished:
+        state.status = FAILED
+    else:
+        state.status = FINISHED
+    tags = dict(tags or {})
+    if state.best_index is not None and state.objective:
+        best = state.rows[state.best_index]
+        tags[BEST_CHILD_TAG] = best.run_id or ""
+        tags[BEST_METRIC_TAG] = f"{state.objective[0]}:{state.objective[1]}"
+    elif state.objective and state.objective[1] is None:
+        from .goals import describe_unknown
+
+        metric = state.objective[0]
+        print(f"jupyter_tracking: no best child picked: "
+              f"{describe_unknown(metric, f'use --best-by {metric}:max or {metric}:min')}", file=sys.stderr)
+    failed = sum(1 for r in state.rows if r.status == "FAILED")
+    pruned = sum(1 for r in state.rows if r.status == "PRUNED")
+    done = len([r for r in state.rows if r.status == "FINISHED"])
+    summary = f"{done} finished, {failed} failed, {state.total - done - failed - pruned} not finished"
+    tags["jupyter_tracking.grid_summary"] = summary + (f", {pruned} pruned" if pruned else "")
+    try:
+        parent.recorder.set_tags({**tags, **git_tags(parent.git.result())})
+    finally:
+        parent.recorder.finish(state.status)
+        state.finished_at = time.monotonic()
+
+
 def run_grid(
     shell: Any,
     source: str,
@@ -317,36 +407,26 @@ def run_grid(
     best_by: tuple[str, str] | None = None,
     show: bool = True,
     child_tags_exclude: set[str] | None = None,
+    engine: Any = None,
 ) -> SweepState:
     """Run ``source`` once per combination of ``grid`` as child runs of one parent run; returns the final state.
 
     ``options`` are the cell's ``TrackOptions``: the parent takes its name, experiment, tags and note; each
-    child runs with the same options (no card or live panel of its own: the table is the view).
+    child runs with the same options (no card or live panel of its own: the table is the view). ``engine``
+    (``parallel.EngineChoice``): the trials run in worker processes or on a Dask cluster (``run_trials``).
     """
-    from pathlib import Path
-
-    from . import context as context_module
-    from . import store as store_module
-    from .cell import TrackedCell, context_tags, git_tags
-    from .recorder import FAILED, FINISHED, KILLED, RunRecorder
+    from .cell import TrackedCell
     from .session import current_session
 
     session = current_session()
     grid = parse_grid(grid)
     state = SweepState(grid, [Row(i, combo) for i, combo in enumerate(combinations(grid))], objective=best_by)
-    location = store_module.resolve_store(session=session)
-    experiment = options.experiment or store_module.default_experiment_name(session)
-    notebook = context_module.notebook_path()
-    git = context_module.GitProbe(notebook.parent if notebook else Path.cwd())
-    overrides = goal_overrides(location, experiment) if best_by is None else {}
-    parent_tags = {**context_tags(source, options.name, location, notebook, session),
-                   **options.tags, SWEEP_TAG: "grid",  # the recorder withholds credential-like tags
-                   GRID_TAG: json.dumps(_jsonable(grid), separators=(",", ":"))}
-    parent = RunRecorder(location, experiment, session=session, run_name=options.name, tags=parent_tags,
-                         description=options.note, make_active=False)
-    parent.start()
-    state.parent_run_id = parent.run_id
-    parent.add_text_artifact(redact_source(source), "cell", "cell.py")
+    grid_tags = {SWEEP_TAG: "grid", GRID_TAG: json.dumps(_jsonable(grid), separators=(",", ":"))}
+    if engine is not None and engine.parallel:
+        return run_trials(shell, source, options, state, GridTrials(state), engine, parent_tags=grid_tags,
+                          stop_on_error=stop_on_error, show=show, child_tags_exclude=child_tags_exclude)
+    parent = _open_parent(source, options, session, grid_tags, best_by)
+    state.parent_run_id = parent.recorder.run_id
     table = _LiveTable(state, show)
     child_options = replace(options, card=False, live=False, note=None,
                             tags={k: v for k, v in options.tags.items() if k not in (child_tags_exclude or ())})
@@ -363,10 +443,10 @@ def run_grid(
             row.status = "RUNNING"
             table.update(force=True)
             started = time.monotonic()
-            name = ", ".join(f"{k}={_short(v, 20)}" for k, v in row.bindings.items())
+            name = _trial_name(row.bindings)
             child = replace(child_options, name=f"{options.name} [{name}]" if options.name else name)
             tracked = TrackedCell(
-                shell, source, child, bindings=dict(row.bindings), parent_run_id=parent.run_id,
+                shell, source, child, bindings=dict(row.bindings), parent_run_id=parent.recorder.run_id,
                 extra_tags={COMBINATION_TAG: str(row.index), SWEEP_TAG: "child"}, session=session,
                 end_later=False,  # the sweep reads its children back before the cell returns
             )
@@ -394,40 +474,169 @@ def run_grid(
                 row.run_id = summary.run_id
                 row.metrics = {**summary.last_step_values, **summary.metrics}
             if state.objective is None and row.metrics:
-                state.objective = queries.guess_objective(sorted(row.metrics), overrides)
+                state.objective = queries.guess_objective(sorted(row.metrics), parent.overrides)
             state.best_index = _best_index(state)
             table.update(force=True)
     except KeyboardInterrupt as error:  # between two combinations
         interrupted = error
     finally:
-        for row in state.rows:
-            if row.status in ("QUEUED", "RUNNING"):
-                row.status = "NOT RUN" if row.status == "QUEUED" else "KILLED"
-        state.best_index = _best_index(state)
-        finished = [r for r in state.rows if r.status == "FINISHED"]
-        if interrupted is not None:
-            state.status = KILLED
-        elif stop_error is not None or not finished:
-            state.status = FAILED
-        else:
-            state.status = FINISHED
-        tags = {}
-        if state.best_index is not None and state.objective:
-            best = state.rows[state.best_index]
-            tags[BEST_CHILD_TAG] = best.run_id or ""
-            tags[BEST_METRIC_TAG] = f"{state.objective[0]}:{state.objective[1]}"
-        elif state.objective and state.objective[1] is None:
-            from .goals import describe_unknown
+        _close_parent(parent, state, interrupted, stop_error)
+        table.update(force=True)
+        table.close()
+    if interrupted is not None:
+        raise interrupted
+    if stop_error is not None:
+        raise stop_error
+    return state
 
-            metric = state.objective[0]
-            print(f"jupyter_tracking: no best child picked: "
-                  f"{describe_unknown(metric, f'use --best-by {metric}:max or {metric}:min')}", file=sys.stderr)
-        failed = sum(1 for r in state.rows if r.status == "FAILED")
-        tags["jupyter_tracking.grid_summary"] = (
-            f"{len(finished)} finished, {failed} failed, {len(state.rows) - len(finished) - failed} not finished")
-        parent.set_tags({**tags, **git_tags(git.result())})
-        parent.finish(state.status)
-        state.finished_at = time.monotonic()
+
+def _trial_name(bindings: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={_short(v, 20)}" for k, v in bindings.items())
+
+
+class GridTrials:
+    """The combinations of a grid, handed out in order to free workers."""
+
+    def __init__(self, state: SweepState) -> None:
+        self._rows = iter(state.rows)
+
+    def next_row(self) -> Row | None:
+        return next(self._rows, None)
+
+    def link(self, row: Row) -> Any:
+        return None
+
+    def child_tags(self, row: Row) -> dict[str, str]:
+        return {}
+
+    def finished(self, row: Row, record: Any) -> None:
+        pass
+
+    def close(self, state: SweepState) -> dict[str, str]:
+        return {}
+
+
+def run_trials(shell: Any, source: str, options: Any, state: SweepState, trials: Any, choice: Any, *,
+               parent_tags: dict[str, str], stop_on_error: bool = False, show: bool = True,
+               child_tags_exclude: set[str] | None = None) -> SweepState:
+    """The trials of a grid or a search on an engine (``parallel.make_engine``): as many in flight as there are
+    workers; each record that comes back is written as a child run, in the order they finish."""
+    from .cell import context_tags
+    from .parallel import TrialWriter, lost_record, make_engine, POLL
+    from .session import current_session
+    from .trials import TrialSpec
+
+    session = current_session()
+    code = shell.transform_cell(source)
+    bound_names = set(state.grid)
+    engine = make_engine(choice, shell.user_ns, code, bound_names)  # before anything starts: names checked
+    state.workers, state.where = engine.workers, engine.label
+    in_flight: dict[Any, Row] = {}
+    interrupted: BaseException | None = None
+    stop_error: BaseException | None = None
+    stopping = False
+
+    def fill() -> None:
+        while not stopping and len(in_flight) < engine.workers:
+            row = trials.next_row()
+            if row is None:
+                return
+            spec = TrialSpec(row.index, dict(row.bindings), code, set(options.params), set(options.metrics),
+                             set(options.exclude), list(options.artifacts), optuna=trials.link(row))
+            row.status, row.started = "RUNNING", time.monotonic()
+            in_flight[engine.submit(spec)] = row
+
+    try:
+        if engine.in_background:
+            fill()  # the workers start (and run the first trials) while the parent run is opened
+        parent = _open_parent(source, options, session, parent_tags, state.objective)
+    except BaseException:
+        try:
+            engine.cancel(list(in_flight))
+        finally:
+            engine.close(kill=True)
+            for row in in_flight.values():
+                row.status = "NOT RUN"
+                trials.finished(row, None)
+        raise
+    state.parent_run_id = parent.recorder.run_id
+    try:  # as after a sequential grid (its children are MLflow's active runs in turn): plain mlflow finds the sweep
+        from .store import point_mlflow_at
+
+        point_mlflow_at(parent.location.uri)
+    except Exception:  # noqa: BLE001 - a convenience; the sweep does not need it
+        pass
+    child_tags = {k: v for k, v in options.tags.items() if k not in (child_tags_exclude or ())}
+    base_tags = {**context_tags(source, options.name, parent.location, parent.notebook, session), **child_tags,
+                 SWEEP_TAG: "child"}
+    writer = TrialWriter(source, options, parent.recorder.run_id, shell.user_ns, session, parent.location,
+                         parent.experiment, base_tags)
+    table = _LiveTable(state, show)
+
+    def child_name(row: Row) -> str:
+        name = _trial_name(row.bindings)
+        return f"{options.name} [{name}]" if options.name else name
+
+    def tags_of(row: Row) -> dict[str, str]:
+        return {COMBINATION_TAG: str(row.index), **trials.child_tags(row)}
+
+    try:
+        fill()
+        table.update(force=True)
+        while in_flight:
+            done = [future for future in in_flight if future.done()]
+            if not done:
+                time.sleep(POLL)
+                continue
+            records = []
+            for future in done:
+                row = in_flight.pop(future)
+                try:
+                    records.append((row, engine.result(future)))
+                except Exception as error:  # noqa: BLE001 - the worker died or the result could not come back
+                    records.append((row, lost_record(row.index, time.time() - (time.monotonic() - row.started),
+                                                     error)))
+            if engine.in_background and not (stop_on_error and any(r.status == "FAILED" for _, r in records)):
+                fill()  # the free workers start their next trials before the finished ones are written
+            for row, record in records:
+                began = time.monotonic()
+                summary = writer.write(record, child_name(row), tags_of(row))
+                row.recorded = time.monotonic() - began
+                row.seconds, row.error = record.seconds, record.error[:200]
+                row.status = record.status
+                row.overhead = max(0.0, time.monotonic() - row.started - record.seconds)  # shipping, recording
+                if summary is not None:
+                    row.run_id = summary.run_id
+                    row.metrics = {**summary.last_step_values, **summary.metrics}
+                trials.finished(row, record)
+                if record.status == "FAILED":
+                    print(f"jupyter_tracking: trial {row.index + 1} ({_trial_name(row.bindings)}) failed: "
+                          f"{row.error}", file=sys.stderr)
+                    if stop_on_error and stop_error is None:
+                        stop_error, stopping = RuntimeError(f"trial {row.index + 1} failed: {row.error}"), True
+                if state.objective is None and row.metrics:
+                    state.objective = queries.guess_objective(sorted(row.metrics), parent.overrides)
+                state.best_index = _best_index(state)
+            if stopping:
+                break  # --stop-on-error: the trials still running are cancelled (KILLED) below
+            fill()
+            table.update(force=True)
+    except KeyboardInterrupt as error:
+        interrupted = error
+    finally:
+        killed = [row for row in state.rows if row.status == "RUNNING"]
+        try:
+            engine.cancel(list(in_flight))
+        finally:
+            engine.close(kill=bool(in_flight) or interrupted is not None)
+        for row in killed:
+            row.status = "KILLED"
+            row.seconds = time.monotonic() - row.started if row.started else None
+            started = time.time() - (row.seconds or 0.0)
+            summary = writer.write_killed(row.bindings, child_name(row), tags_of(row), started)
+            row.run_id = summary.run_id if summary is not None else None
+            trials.finished(row, None)
+        _close_parent(parent, state, interrupted, stop_error, trials.close(state))
         table.update(force=True)
         table.close()
     if interrupted is not None:
@@ -453,7 +662,7 @@ def _outputs_of(shell: Any, source: str, grid: dict[str, list]) -> set[str]:
 
 def rerun(shell: Any, run_id: str, *, show: bool = True):
     """Run a logged cell again with its params bound: a new run tagged ``rerun_of``; a sweep's parent reruns
-    the whole grid. Returns the new run's summary (or the sweep state). QueryError if the code was not logged.
+    the whole grid, a search's parent a new search over its space. Returns the new run's summary (or the sweep state). QueryError if the code was not logged.
     """
     from .cell import TrackOptions, run_tracked_cell
     from .store import client_for
@@ -466,6 +675,11 @@ def rerun(shell: Any, run_id: str, *, show: bool = True):
     experiment = client_for(location).get_experiment(run.info.experiment_id).name
     name = f"{run.info.run_name}-rerun" if run.info.run_name else None
     options = TrackOptions(name=name, experiment=experiment, artifacts=queries.artifact_names(run.info.run_id))
+    if run.data.tags.get(SWEEP_TAG) == "search":
+        from .search import rerun_search
+
+        options.tags = {queries.RERUN_TAG: run.info.run_id}
+        return rerun_search(shell, source, options, run, show=show)
     grid = queries.grid_of(run)
     if grid is not None:
         best_by = run.data.tags.get(BEST_METRIC_TAG)
