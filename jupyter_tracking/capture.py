@@ -43,6 +43,16 @@ class CellAnalysis:
     has_last_expr: bool = False
     last_expr_is_name: bool = False
     mentions_mlflow: bool = False
+    # Containers bound from a literal (`history = {"loss": []}`): what the literal was, to tell a container the
+    # cell grew into a step series from a config it left alone.
+    literal_values: dict[str, Any] = field(default_factory=dict)
+    # Names bound only inside module-level loops and read there by a logging call (`jt.log(val=vl)`,
+    # `mlflow.log_metric("v", vl)`) or appended to a container (`val_losses.append(vl)`): name -> where its values
+    # went ("log", or the container's name). Loop temporaries: their values are a series already.
+    loop_logged: dict[str, set[str]] = field(default_factory=dict)
+    # Names whose last binding is inside a module-level loop: their value is the last iteration's. An array
+    # there (`grad = X.T @ err`) is not a metric history, whatever its name.
+    loop_rebound: set[str] = field(default_factory=set)
 
 
 def analyze(source: str) -> CellAnalysis:
@@ -55,9 +65,18 @@ def analyze(source: str) -> CellAnalysis:
     # Names read inside function bodies count as inputs only when the cell never binds them itself.
     result.read_first |= visitor.deferred_reads - result.bound
     result.literal_bound = {name for name in result.literal_bound if name not in visitor.computed}
+    result.literal_values = {
+        name: value for name, value in visitor.literal_values.items() if name in result.literal_bound
+    }
+    result.loop_logged = {
+        name: sinks for name, sinks in visitor.logged_in_loop.items() if visitor.last_bound_in_loop.get(name)
+    }
+    result.loop_rebound = {name for name, in_loop in visitor.last_bound_in_loop.items() if in_loop}
     if tree.body and isinstance(tree.body[-1], ast.Expr):
         result.has_last_expr = True
-        result.last_expr_key = _expression_key(tree.body[-1].value)
+        last = tree.body[-1].value
+        # The cell's own MLflow call (`mlflow.log_param("lr", 0.1)`) returns what it logged: not a result.
+        result.last_expr_key = None if _calls_mlflow(last, visitor.mlflow_names) else _expression_key(last)
         result.last_expr_is_name = isinstance(tree.body[-1].value, ast.Name)
     result.mentions_mlflow = "mlflow" in visitor.all_names
     return result
@@ -74,10 +93,37 @@ def _expression_key(node: ast.expr) -> str:
     return "result"
 
 
+def _root_name(node: ast.AST) -> str | None:
+    """The name an attribute/subscript/call chain starts from: ``mlflow.sklearn.log_model`` -> mlflow."""
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _calls_mlflow(node: ast.AST, mlflow_names: set[str]) -> bool:
+    """A call of an MLflow function (``mlflow.log_param(...)``, ``log_metric(...)`` imported from mlflow)."""
+    if isinstance(node, ast.Await):
+        node = node.value
+    return isinstance(node, ast.Call) and _root_name(node.func) in mlflow_names
+
+
+# Calls through which a loop sends its values to a step series: `jt.log(...)`, `mlflow.log_metric(s)(...)`,
+# `writer.add_scalar(...)`, `losses.append(...)`.
+_LOGGING_CALLS = {"log", "log_metric", "log_metrics", "add_scalar", "add_scalars"}
+_GROWING_CALLS = {"append", "extend", "insert"}
+
+
 def _is_literal(node: ast.AST | None) -> bool:
     """A literal value, or a call of a name with only literal arguments (``Namespace(lr=0.1)``, ``Path("x")``)."""
     if node is None:
         return False
+    if isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, (ast.Name, ast.Attribute, ast.Subscript, ast.Compare, ast.BoolOp, ast.Lambda, ast.IfExp,
+                         ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.JoinedStr, ast.Await)):
+        return False  # quick answers: a cell binding 10,000 names must be analysed in a blink
+    if isinstance(node, ast.BinOp) and not (_is_signed_constant(node.left) and _is_signed_constant(node.right)):
+        return False  # only `1+2j` is a literal among binary operations
     if isinstance(node, (ast.List, ast.Tuple, ast.Set, ast.Dict)) and not (node.keys if isinstance(node, ast.Dict) else node.elts):
         return False  # `losses = []` starts an accumulator; it is not a knob
     try:
@@ -101,6 +147,10 @@ def _is_literal(node: ast.AST | None) -> bool:
     return False
 
 
+def _is_signed_constant(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) or (isinstance(node, ast.UnaryOp) and isinstance(node.operand, ast.Constant))
+
+
 def _target_names(target: ast.AST) -> list[str]:
     if isinstance(target, ast.Name):
         return [target.id]
@@ -122,6 +172,11 @@ class _Visitor(ast.NodeVisitor):
         self._scopes: list[set[str]] = []  # local names of enclosing functions/comprehensions/classes
         self._globals_in_scope: list[set[str]] = []
         self._binding_is_call = False
+        self.literal_values: dict[str, Any] = {}
+        self.mlflow_names: set[str] = {"mlflow"}  # names bound to MLflow modules and functions
+        self._loop_depth = 0  # module-level loops around the statement being visited
+        self.last_bound_in_loop: dict[str, bool] = {}  # whether a name's last module-level binding is in a loop
+        self.logged_in_loop: dict[str, set[str]] = {}
 
     # -- helpers
     def _bind(self, name: str, *, literal: bool, loop: bool = False) -> None:
@@ -134,6 +189,7 @@ class _Visitor(ast.NodeVisitor):
             return
         self.result.bound.add(name)
         self.result.deleted.discard(name)
+        self.last_bound_in_loop[name] = bool(self._loop_depth)
         if loop:
             self.result.not_metrics.add(name)
         if literal:
@@ -170,6 +226,8 @@ class _Visitor(ast.NodeVisitor):
 
     # -- code inside `%time ...` / `%%time`: IPython turns it into a string argument; it runs in the namespace
     def visit_Call(self, node: ast.Call) -> None:
+        if self._loop_depth and not self._scopes:
+            self._note_logged(node)
         inner = _timed_code(node)
         if inner is not None:
             try:
@@ -181,6 +239,31 @@ class _Visitor(ast.NodeVisitor):
                     self.visit(statement)
                 return
         self.generic_visit(node)
+
+    def _note_logged(self, node: ast.Call) -> None:
+        """In a loop: names whose values a logging call or a growing container takes (see ``loop_logged``)."""
+        func = node.func
+        attribute = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+        if attribute in _LOGGING_CALLS:
+            sink = "log"
+        elif attribute in _GROWING_CALLS and isinstance(func, ast.Attribute):
+            sink = _root_name(func.value)
+            if sink is None:
+                return
+        else:
+            return
+        for argument in [*node.args, *(keyword.value for keyword in node.keywords)]:
+            for child in ast.walk(argument):
+                if isinstance(child, ast.Name) and isinstance(child.ctx, ast.Load):
+                    self.logged_in_loop.setdefault(child.id, set()).add(sink)
+
+    # -- leaves and operators, without NodeVisitor's generic walk (a cell may bind 10,000 names)
+    def visit_Constant(self, node: ast.Constant) -> None:
+        pass
+
+    def visit_BinOp(self, node: ast.BinOp) -> None:
+        self.visit(node.left)
+        self.visit(node.right)
 
     # -- names
     def visit_Name(self, node: ast.Name) -> None:
@@ -196,9 +279,34 @@ class _Visitor(ast.NodeVisitor):
         self.visit(node.value)
         literal = _is_literal(node.value)
         self._binding_is_call = isinstance(node.value, ast.Call)
+        from_mlflow = _calls_mlflow(node.value, self.mlflow_names)
+        value = node.value
+        if (len(node.targets) == 1 and isinstance(node.targets[0], (ast.Tuple, ast.List))
+                and isinstance(value, (ast.Tuple, ast.List)) and len(value.elts) == len(node.targets[0].elts)
+                and not any(isinstance(element, ast.Starred) for element in [*value.elts, *node.targets[0].elts])):
+            # `losses, val_losses = [], []`: each name takes its own value
+            for target, element in zip(node.targets[0].elts, value.elts):
+                self._binding_is_call = isinstance(element, ast.Call)
+                self._bind_target(target, literal=_is_literal(element))
+                if isinstance(target, ast.Name) and not self._scopes and _is_literal(element):
+                    self._remember_literal(target.id, element)
+            self._binding_is_call = False
+            return
         for target in node.targets:
-            self._bind_target(target, literal=literal)
+            # `info = mlflow.sklearn.log_model(...)`: what MLflow returns is in the run already
+            self._bind_target(target, literal=literal, loop=from_mlflow)
+            if literal and isinstance(target, ast.Name) and not self._scopes:
+                self._remember_literal(target.id, node.value)
         self._binding_is_call = False
+
+    def _remember_literal(self, name: str, node: ast.expr) -> None:
+        if isinstance(node, (ast.List, ast.Dict, ast.Tuple)):
+            try:
+                self.literal_values[name] = ast.literal_eval(node)
+                return
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                pass
+        self.literal_values.pop(name, None)
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
         if node.value is not None:
@@ -226,10 +334,26 @@ class _Visitor(ast.NodeVisitor):
     def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
         self.visit(node.iter)
         self._bind_target(node.target, literal=False, loop=True)
-        for statement in [*node.body, *node.orelse]:
+        self._visit_loop_body(node.body)
+        for statement in node.orelse:
             self.visit(statement)
 
     visit_AsyncFor = visit_For
+
+    def visit_While(self, node: ast.While) -> None:
+        self.visit(node.test)
+        self._visit_loop_body(node.body)
+        for statement in node.orelse:
+            self.visit(statement)
+
+    def _visit_loop_body(self, body: list[ast.stmt]) -> None:
+        counted = not self._scopes  # loops inside functions are the function's business
+        self._loop_depth += counted
+        try:
+            for statement in body:
+                self.visit(statement)
+        finally:
+            self._loop_depth -= counted
 
     def visit_With(self, node: ast.With | ast.AsyncWith) -> None:
         for item in node.items:
@@ -255,6 +379,9 @@ class _Visitor(ast.NodeVisitor):
                 continue
             name = alias.asname or alias.name.split(".")[0]
             self.all_names.add(alias.name.split(".")[0])
+            module = getattr(node, "module", None) or alias.name
+            if module == "mlflow" or module.startswith("mlflow."):
+                self.mlflow_names.add(name)
             self._bind(name, literal=False, loop=True)
 
     visit_ImportFrom = visit_Import
@@ -647,7 +774,8 @@ class Capture:
                 self.result.params[key] = text
         return True
 
-    def _add_metrics(self, name: str, value: Any) -> bool:
+    def _add_metrics(self, name: str, value: Any, *, name_checked: bool = False) -> bool:
+        """``name_checked``: the caller has made sure ``name`` is no credential name."""
         try:
             flat = flatten_metrics(name, value)
         except Exception:  # noqa: BLE001
@@ -655,13 +783,15 @@ class Capture:
         if not flat:
             return False
         for key, number in flat.items():
-            if is_secret_name(key):
+            if not (name_checked and key == name) and is_secret_name(key):
                 self._withhold(key)
             else:
                 self.result.metrics[key] = number
         return True
 
-    def _add_series(self, name: str, value: Any, *, forced: bool = False) -> bool:
+    def _add_series(self, name: str, value: Any, *, forced: bool = False, arrays: bool = True) -> bool:
+        if not arrays and not forced and getattr(value, "shape", None) is not None:
+            return False
         try:
             flat = flatten_series(name, value, forced=forced)
         except Exception:  # noqa: BLE001
@@ -670,6 +800,29 @@ class Capture:
             return False
         self.result.series.update(flat)
         return True
+
+    def _grown_into_series(self, name: str, value: Any) -> bool:
+        """A container bound from a literal that the cell grew into a step series or a dict of them
+        (``history = {"loss": []}`` then appended per epoch): logged as series, not as a param."""
+        if name not in self.analysis.literal_values:
+            return False
+        try:
+            flat = flatten_series(name, value, forced=True)
+            if not flat or value == self.analysis.literal_values[name]:
+                return False
+        except Exception:  # noqa: BLE001 - odd comparisons: left to the param rule
+            return False
+        self.result.series.update(flat)
+        self._claimed.add(name)
+        return True
+
+    def _is_loop_temporary(self, name: str, logged_keys: set[str]) -> bool:
+        """A name bound in a loop whose values went to a step series there (``jt.log``, an MLflow call, a list
+        recorded as a series): its last value is not logged again as a metric."""
+        if "log" in self.analysis.loop_logged[name] and logged_keys:
+            return True
+        series_roots = {key.split(".", 1)[0] for key in [*self.result.series, *logged_keys]}
+        return bool(self.analysis.loop_logged[name] & series_roots)
 
     def add_explicit_param(self, name: str, value: Any) -> None:
         """A param given by value (``jt.track(params={"lr": 0.1})``)."""
@@ -721,6 +874,8 @@ class Capture:
             if name in namespace and self._allowed(name) and name not in self.rules.force_metrics:
                 if name in analysis.literal_calls and _is_number(namespace[name]):
                     continue  # `loss = compute(reduction="mean")` computed a number: a metric
+                if self._grown_into_series(name, namespace[name]):
+                    continue
                 if self._add_params(name, namespace[name]):
                     self._claimed.add(name)
         for name in sorted(self.rules.force_metrics):
@@ -731,6 +886,7 @@ class Capture:
                 else:
                     self.result.notes.append(f"`{name}` is not a number, a dict of numbers or a list of numbers")
         candidates = analysis.bound - analysis.not_metrics - analysis.deleted - self._claimed
+        temporaries = []
         for name in sorted(candidates):
             if name not in namespace or not self._allowed(name) or name in logged_keys:
                 continue
@@ -738,7 +894,16 @@ class Capture:
             if is_secret_name(name):
                 self._withhold(name, value)
                 continue
-            if self._add_metrics(name, value) or self._add_series(name, value):
+            if name in analysis.loop_logged and name not in self.rules.force_metrics:
+                temporaries.append(name)  # decided once every series of the cell is known
+                continue
+            if (self._add_metrics(name, value, name_checked=True)
+                    or self._add_series(name, value, arrays=name not in analysis.loop_rebound)):
+                self._claimed.add(name)
+        for name in temporaries:
+            if self._is_loop_temporary(name, logged_keys):
+                self._claimed.add(name)
+            elif self._add_metrics(name, namespace[name]) or self._add_series(name, namespace[name]):
                 self._claimed.add(name)
         key = analysis.last_expr_key
         if analysis.has_last_expr and last_value is not None and key and key not in self._claimed:

@@ -153,7 +153,8 @@ def test_capture_classifies_a_training_cell():
     }
     result = run_capture(source, before, after, last=0.93)
     assert result.params == {"epochs": "3", "lr": "0.05"}
-    assert result.metrics == {"acc": 0.93, "loss": 0.1, "performance.f1": 0.8, "performance.recall": 0.7}
+    # `loss` is a loop temporary: its values are the `losses` series already (issue 13).
+    assert result.metrics == {"acc": 0.93, "performance.f1": 0.8, "performance.recall": 0.7}
     assert result.series == {"losses": [0.3, 0.2, 0.1], "history.loss": [0.3, 0.2], "history.val_loss": [0.4, 0.3]}
     assert "epoch" not in result.metrics
 
@@ -222,3 +223,30 @@ def test_mlflow_limits():
     assert len(clean_key("k" * 400)) == MAX_KEY_LENGTH
     long = clean_value("v" * 10_000, MAX_PARAM_LENGTH)
     assert len(long) == MAX_PARAM_LENGTH and long.endswith(TRUNCATION_MARKER)
+
+
+def test_what_a_value_ends_up_as_decides_and_loop_temporaries_stay_out():
+    source = (
+        "history = {'loss': [], 'val_loss': []}\nlayers = [64, 32]\nlosses, val_losses = [], []\nw = 0.0\n"
+        "for epoch in range(3):\n    w = w - 0.1\n    tl = 1 / (epoch + 1)\n    vl = tl * 2\n    va = tl / 2\n"
+        "    history['loss'].append(tl)\n    val_losses.append(vl)\n    jt.log(step=epoch, acc=va, weight=w)\n"
+        "    best = min(vl, 9)\ntrain_loss = tl * 0.9\nmlflow.log_param('manual', 7)\n"
+    )
+    after = {
+        "history": {"loss": [1.0, 0.5, 0.33], "val_loss": [2.0, 1.0, 0.66]}, "layers": [64, 32], "losses": [],
+        "val_losses": [2.0, 1.0, 0.66], "w": -0.3, "tl": 0.33, "vl": 0.66, "va": 0.5, "best": 0.66, "train_loss": 0.3,
+        "epoch": 2,
+    }
+    analysis = analyze(source)
+    assert analysis.last_expr_key is None  # the cell's own MLflow call returns what it logged
+    capture = Capture(analysis)
+    capture.before({})
+    capture.after(after, 7, logged_keys={"acc", "weight"})
+    result = capture.result
+    assert result.params == {"layers": "[64, 32]"}
+    assert set(result.series) == {"history.loss", "history.val_loss", "val_losses"}
+    assert result.metrics == {"best": 0.66, "train_loss": 0.3}
+    assert "w" not in result.metrics  # bound last in the loop and logged there (as `weight`)
+    untouched = Capture(analysis)  # a literal the cell did not grow stays a param
+    untouched.after({**after, "history": {"loss": [], "val_loss": []}}, None, logged_keys={"acc"})
+    assert untouched.result.params["history.loss"] == "[]"
