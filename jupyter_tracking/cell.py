@@ -23,7 +23,7 @@ from . import preload
 from . import store as store_module
 from .capture import Capture, CaptureRules, analyze, dataframe_digest
 from .recorder import FAILED, FINISHED, KILLED, RUNNING, RunRecorder, RunSummary
-from .secret_filter import is_secret_name, redact_source, redact_text
+from .secret_filter import is_secret_name, redact_text
 from .session import Session, current_session
 
 SOURCE_ARTIFACT_DIR = "cell"
@@ -140,7 +140,10 @@ class TrackedExecution:
             self._hooks = CellMlflowHooks(recorder)
             self._hooks.install()
             if options.autolog:
-                _set_autolog(True, recorder)
+                # DataFrames the cell reads are its datasets, named after their variables: autolog's own
+                # `dataset` input would list the same data a second time.
+                reads_frames = self._capture is not None and bool(self._capture.result.datasets)
+                _set_autolog(True, recorder, log_datasets=not reads_frames)
         return recorder
 
     def begin_or_abort(self) -> RunRecorder:
@@ -197,18 +200,25 @@ class TrackedExecution:
         capture = self._capture
         if capture is not None:
             stale = capture.stale_names(self.namespace) if status != FINISHED else set()
-            capture.after(self.namespace, last_value if status == FINISHED else None, logged_keys=logged, skip=stale)
+            shipped = set(self.options.artifacts)  # `--artifacts` names go to the run as files, not metrics
+            capture.after(self.namespace, last_value if status == FINISHED else None, logged_keys=logged,
+                          skip=stale | shipped)
             result = capture.result
             recorder.add_params(result.params)
             recorder.add_metrics(result.metrics)
             recorder.add_series(result.series)
             for note in result.notes:
                 recorder.notice(note)
+            digests: set[str] = set()
             for name, frame in result.datasets.items():
                 try:
                     from .internals import dataset_entity
 
-                    recorder.add_dataset(dataset_entity(name, frame, dataframe_digest(frame)))
+                    digest = dataframe_digest(frame)
+                    if digest in digests:
+                        continue  # the same data under a second name: one input per distinct digest
+                    digests.add(digest)
+                    recorder.add_dataset(dataset_entity(name, frame, digest))
                 except Exception as failure:  # noqa: BLE001
                     _notify(f"dataset `{name}` not recorded ({type(failure).__name__}: {failure})")
             if result.withheld:
@@ -221,7 +231,7 @@ class TrackedExecution:
                 f"not logged because they look like credentials: {', '.join(sorted(recorder.withheld))}",
                 key="withheld",
             )
-        recorder.add_text_artifact(redact_source(self.source), SOURCE_ARTIFACT_DIR, "cell.py")
+        recorder.add_text_artifact(self.source, SOURCE_ARTIFACT_DIR, "cell.py")  # it redacts what it writes
         if error is not None and not (isinstance(error, SystemExit) and status == FINISHED):
             text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
             recorder.add_text_artifact(redact_text(text), "", "traceback.txt")
@@ -404,12 +414,12 @@ def _notebook_label(notebook: Path | None, location: store_module.StoreLocation)
     return str(notebook)
 
 
-def _set_autolog(enabled: bool, recorder: RunRecorder) -> None:
+def _set_autolog(enabled: bool, recorder: RunRecorder, *, log_datasets: bool = True) -> None:
     try:
         import mlflow
 
         if enabled:
-            mlflow.autolog(silent=True)
+            mlflow.autolog(silent=True, log_datasets=log_datasets)
         else:
             mlflow.autolog(disable=True, silent=True)
     except Exception as error:  # noqa: BLE001
