@@ -46,6 +46,8 @@ class track:  # noqa: N801 - used like a function: `with jt.track("name"):`
         system: bool = False,
         card: bool = True,
     ) -> None:
+        if experiment is not None and not str(experiment).strip():
+            raise ValueError("jt.track(experiment=...) needs a name (got an empty one); None uses the default")
         explicit = dict(params) if isinstance(params, Mapping) else {}
         forced = set() if isinstance(params, Mapping) or params is None else set(_names(params))
         self.options = TrackOptions(

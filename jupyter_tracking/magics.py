@@ -42,10 +42,18 @@ def _positive_int(text: str) -> int:
     return number
 
 
+def _experiment_name(text: str) -> str:
+    name = _unquote(text).strip()
+    if not name:
+        raise argparse.ArgumentTypeError("an experiment needs a name (got an empty one)")
+    return name
+
+
 # argparse shows a converter's __name__ in its messages ("invalid _name_list value"): give readable names.
 _name_list.__name__ = "comma-separated names"
 _tag.__name__ = "KEY=VALUE"
 _positive_int.__name__ = "positive integer"
+_experiment_name.__name__ = "experiment name"
 
 
 def _unquote(value: Any) -> Any:
@@ -77,7 +85,8 @@ class TrackingMagics(Magics):
 
     @magic_arguments()
     @argument("name", nargs="?", default=None, help="run name (default: MLflow's generated name)")
-    @argument("-e", "--experiment", help="experiment name (default: the configured one, else the notebook's name)")
+    @argument("-e", "--experiment", type=_experiment_name,
+              help="experiment name (default: the configured one, else the notebook's name)")
     @argument("-p", "--params", type=_name_list, default=[], help="force these names as params: a,b")
     @argument("-m", "--metrics", type=_name_list, default=[], help="force these names as metrics: x,y")
     @argument("-x", "--exclude", type=_name_list, default=[], help="never record these names: v,w")
@@ -253,7 +262,7 @@ class TrackingMagics(Magics):
     @argument("metric", help="metric to rank runs by")
     @argument("--max", action="store_true", help="higher is better")
     @argument("--min", action="store_true", help="lower is better (default for both: the metric's goal)")
-    @argument("-e", "--experiment", help="experiment (default: the current one)")
+    @argument("-e", "--experiment", type=_experiment_name, help="experiment (default: the current one)")
     def _best(self, rest: str) -> None:
         """%track best METRIC [--max | --min] [-e EXPERIMENT]"""
         args = _parse(self._best, rest)
