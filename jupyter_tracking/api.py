@@ -153,8 +153,12 @@ def _calls_track(expression: ast.AST) -> bool:
 
 def configure(
     uri: str | None = None, experiment: str | None = None, goals: Mapping[str, str | None] | None = None,
+    notebook: str | None = None,
 ) -> store_module.StoreLocation:
     """Set where runs go (any MLflow URI) and the default experiment for this session.
+
+    ``notebook`` names the notebook file this kernel runs, where the kernel cannot learn it (a papermill run from
+    Python, a remote kernel): runs record it and the default experiment is its name. ``""`` forgets it.
 
     ``goals={"reward": "max", "latency": "min"}`` says which way metrics improve (``"auto"`` or None: back to
     the naming rule of ``jupyter_tracking.goals``); kept as tags of the default experiment, so the card,
@@ -165,7 +169,7 @@ def configure(
         from .goals import check_overrides
 
         checked = check_overrides(goals)  # a bad value fails before anything changes
-    location = store_module.configure(uri=uri, experiment=experiment)
+    location = store_module.configure(uri=uri, experiment=experiment, notebook=notebook)
     if checked:
         from .goals import store_overrides
         from .session import current_session

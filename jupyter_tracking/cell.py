@@ -343,11 +343,18 @@ def context_tags(source: str, name: str | None, location: store_module.StoreLoca
 
     source_hash = hashlib.sha1(source.encode()).hexdigest()[:12]
     notebook_text = _notebook_label(notebook, location)
+    cell_key = f"{notebook_text}:{name or source_hash}"
+    if notebook is None and context_module.frontend() == "jupyter":
+        # Without its notebook a kernel cannot tell its cells from another notebook's: link within it only.
+        cell_key = f"{notebook_text} {context_module.kernel_label()}:{name or source_hash}"
+        session.warn_once("notebook", "this kernel cannot tell which notebook it runs, so runs name no notebook "
+                          "and link runs of a cell within this kernel only; name it with `%track config --notebook "
+                          f"PATH` or the {context_module.NOTEBOOK_VARIABLE} environment variable")
     tags = {
         "mlflow.source.type": "NOTEBOOK",
         "mlflow.source.name": notebook_text,
         "jupyter_tracking.cell_hash": source_hash,
-        "jupyter_tracking.cell_key": session.cell_id or f"{notebook_text}:{name or source_hash}",
+        "jupyter_tracking.cell_key": session.cell_id or cell_key,
         "jupyter_tracking.python": context_module.python_version(),
         "jupyter_tracking.packages": json.dumps(context_module.package_versions(), sort_keys=True),
         "jupyter_tracking.version": __version__,

@@ -45,15 +45,30 @@ def frontend() -> str:
     return "terminal"
 
 
+NOTEBOOK_VARIABLE = "JUPYTER_TRACKING_NOTEBOOK"
+
+
 def notebook_path() -> Path | None:
-    """The notebook's file, when the front end lets us know it (VS Code, Jupyter server sessions, IPYNB_FILE)."""
+    """The notebook's file, from the first that knows it: ``%track config --notebook``, the
+    ``JUPYTER_TRACKING_NOTEBOOK`` variable, VS Code, a Jupyter server session, ``IPYNB_FILE``, papermill's injected
+    ``PAPERMILL_INPUT_PATH``, or the papermill / nbconvert / ``jupyter execute`` command that started this kernel."""
+    from .session import current_session
+
+    configured = current_session().settings.notebook
+    if configured:
+        return Path(configured)
     shell = _shell()
+    user_ns = shell.user_ns if shell is not None else {}
     candidates: list[str] = []
-    if shell is not None and shell.user_ns.get("__vsc_ipynb_file__"):
-        candidates.append(str(shell.user_ns["__vsc_ipynb_file__"]))
+    if os.environ.get(NOTEBOOK_VARIABLE):
+        candidates.append(os.environ[NOTEBOOK_VARIABLE])
+    if user_ns.get("__vsc_ipynb_file__"):
+        candidates.append(str(user_ns["__vsc_ipynb_file__"]))
     for variable in ("JPY_SESSION_NAME", "IPYNB_FILE"):
         if os.environ.get(variable):
             candidates.append(os.environ[variable])
+    if isinstance(user_ns.get("PAPERMILL_INPUT_PATH"), str):
+        candidates.append(user_ns["PAPERMILL_INPUT_PATH"])
     for candidate in candidates:
         path = Path(candidate)
         if not path.is_absolute():
@@ -62,7 +77,69 @@ def notebook_path() -> Path | None:
             path = local if local.exists() else (Path.cwd() / path)
         if path.suffix == ".ipynb":
             return path.resolve()
-    return None
+    return launcher_notebook()
+
+
+_launcher: dict[str, Path | None] = {}
+
+
+def launcher_notebook() -> Path | None:
+    """The notebook named on the command line of the process that started this kernel, when that process is
+    papermill (its input notebook), ``jupyter nbconvert --execute`` or ``jupyter execute`` (one notebook only).
+    Read once per process (Linux ``/proc``, or psutil where it is installed)."""
+    if "path" not in _launcher:
+        try:
+            _launcher["path"] = _notebook_in_command(*_parent_command())
+        except Exception:  # noqa: BLE001 - no /proc, no psutil, the parent gone: unknown
+            _launcher["path"] = None
+    return _launcher["path"]
+
+
+def _parent_command() -> tuple[list[str], Path]:
+    parent = os.getppid()
+    proc = Path(f"/proc/{parent}")
+    if proc.exists():
+        arguments = (proc / "cmdline").read_bytes().split(b"\0")
+        return [argument.decode(errors="replace") for argument in arguments if argument], Path(os.readlink(proc / "cwd"))
+    import psutil
+
+    process = psutil.Process(parent)
+    return process.cmdline(), Path(process.cwd())
+
+
+def _notebook_in_command(arguments: list[str], cwd: Path) -> Path | None:
+    """The notebook a papermill / nbconvert / nbclient command line runs (see ``launcher_notebook``)."""
+    names = [Path(argument).name for argument in arguments]
+    runner = None
+    for index, name in enumerate(names):
+        following = names[index + 1] if index + 1 < len(names) else ""
+        if name in ("papermill", "jupyter-nbconvert", "jupyter-execute"):
+            runner = name
+        elif name in ("jupyter", "-m") and following in ("papermill", "nbconvert", "execute", "nbclient"):
+            runner = following
+        if runner:
+            rest = arguments[index + 1:]
+            break
+    else:
+        return None
+    notebooks = [argument for argument in rest if argument.endswith(".ipynb") and "://" not in argument]
+    if runner == "papermill":
+        notebooks = notebooks[:1]  # input first, output second
+    if len(notebooks) != 1:
+        return None  # several notebooks run by one process: which one is ours is not known
+    path = Path(notebooks[0]).expanduser()
+    return (path if path.is_absolute() else cwd / path).resolve()
+
+
+def kernel_label() -> str:
+    """Names this kernel in cell keys when its notebook is unknown: its id (from the connection file)."""
+    try:
+        from ipykernel.connect import get_connection_file
+
+        name = Path(get_connection_file()).stem
+        return name.removeprefix("kernel-")[:8]
+    except Exception:  # noqa: BLE001 - not an ipykernel
+        return f"pid {os.getpid()}"
 
 
 def notebook_dir() -> Path:

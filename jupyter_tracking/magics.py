@@ -199,11 +199,12 @@ class TrackingMagics(Magics):
 
     @magic_arguments()
     @argument("--uri", help="any MLflow tracking URI (sqlite:///..., http(s)://..., databricks)")
-    @argument("--experiment", help="default experiment for tracked cells")
+    @argument("--experiment", type=_experiment_name, help="default experiment for tracked cells")
+    @argument("--notebook", metavar="PATH", help="the notebook file this kernel runs, where it cannot tell itself")
     @argument("--goal", action="append", default=[], metavar="METRIC:min|max|auto",
               help="which way METRIC improves, kept with the experiment (repeatable or a,b list; auto: the rule)")
     def _config(self, rest: str) -> None:
-        """%track config [--uri URI] [--experiment NAME] [--goal METRIC:min|max|auto ...]"""
+        """%track config [--uri URI] [--experiment NAME] [--notebook PATH] [--goal METRIC:min|max|auto ...]"""
         args = _parse(self._config, rest)
         from .api import configure
         from .goals import GoalError, parse_goal_overrides
@@ -212,7 +213,7 @@ class TrackingMagics(Magics):
             goals = parse_goal_overrides(args.goal) if args.goal else None
         except GoalError as error:
             raise UsageError(f"%track config: {error}") from None
-        location = _reported(configure, uri=args.uri, experiment=args.experiment, goals=goals)
+        location = _reported(configure, uri=args.uri, experiment=args.experiment, goals=goals, notebook=args.notebook)
         from .store import default_experiment_name
 
         print(f"jupyter_tracking: runs go to {location.describe()}, experiment {default_experiment_name()!r}")

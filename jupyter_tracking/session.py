@@ -22,6 +22,7 @@ class Settings:
 
     uri: str | None = None
     experiment: str | None = None
+    notebook: str | None = None  # `%track config --notebook PATH`: the notebook this kernel runs
 
 
 @dataclass

@@ -47,10 +47,15 @@ class StoreLocation:
         return f"{redact_uri(self.uri)} ({origin})"
 
 
-def configure(uri: str | None = None, experiment: str | None = None, *, session: Session | None = None) -> StoreLocation:
-    """Set the tracking URI and/or default experiment for this session; returns the resolved store."""
+def configure(uri: str | None = None, experiment: str | None = None, *, notebook: str | None = None,
+              session: Session | None = None) -> StoreLocation:
+    """Set the tracking URI, default experiment and/or this kernel's notebook file (where the kernel cannot
+    learn it) for this session; returns the resolved store."""
     session = session or current_session()
     before = resolve_store(session=session).uri
+    if notebook is not None:
+        path = Path(notebook.strip()).expanduser() if notebook.strip() else None
+        session.settings.notebook = str(path.resolve()) if path is not None else None
     if uri is not None:
         session.settings.uri = uri.strip() or None
     if experiment is not None:
