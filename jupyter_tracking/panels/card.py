@@ -5,6 +5,11 @@ nbconvert and GitHub, and ``application/vnd.jupyter-tracking.run+json`` for the 
 Params changed since the previous run of the same cell are marked; metrics show the change against that
 run and against the experiment's best run, coloured better/worse by the metric's goal (``goals.metric_goal``,
 carried in the JSON as ``goal``: ``"min"``, ``"max"`` or ``null``). An unknown goal is shown neutral.
+
+The card lists everything the run holds: what was captured, and what the cell logged itself (``mlflow.log_*``,
+autolog; marked ``logged: true`` and grouped after the captured items). It stays small whatever the run holds:
+the most relevant ``SHOWN_METRICS`` metrics and ``SHOWN_PARAMS`` params are shown, the rest counted and folded
+(at most ``FOLDED_ITEMS`` of them named; the JSON carries ``params_total`` / ``metrics_total``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from ..goals import metric_goal
 from .text import visible
 
 MIME_TYPE = "application/vnd.jupyter-tracking.run+json"
+SHOWN_PARAMS = 30
+SHOWN_METRICS = 20
+FOLDED_ITEMS = 200
 STATUS_COLOURS = {"FINISHED": "#2e7d32", "FAILED": "#c62828", "KILLED": "#ef6c00", "RUNNING": "#1565c0"}
 
 
@@ -69,24 +77,34 @@ def format_duration(seconds: float | None) -> str:
 
 
 def card_data(summary: Any, comparison: Comparison, *, notebook: str | None, cell_id: str | None,
-              ui_url: str | None = None) -> dict[str, Any]:
-    """The JSON document of the card (the extension's MIME type), from a RunSummary and its comparison."""
+              ui_url: str | None = None, logged: Any = None) -> dict[str, Any]:
+    """The JSON document of the card (the extension's MIME type), from a RunSummary and its comparison.
+
+    ``logged``: the params and metrics the run holds in the store (``{"params": {...}, "metrics": {...}}``); those
+    the summary does not have were logged by the cell itself or by autolog.
+    """
     duration = None if summary.end_time is None else max(0.0, summary.end_time - summary.start_time)
+    param_values = {key: (value, False) for key, value in summary.params.items()}
+    for key, value in ((logged or {}).get("params") or {}).items():
+        param_values.setdefault(key, (value, True))
     params = [
         {
             "key": key,
             "value": value,
             "previous": comparison.previous_params.get(key),
             "changed": comparison.previous_run_id is not None and comparison.previous_params.get(key) != value,
+            **({"logged": True} if by_cell else {}),
         }
-        for key, value in sorted(summary.params.items())
+        for key, (value, by_cell) in sorted(param_values.items(), key=lambda item: (item[1][1], item[0]))
     ]
-    metric_values = dict(summary.metrics)
+    metric_values = {key: (value, False) for key, value in summary.metrics.items()}
     # Step series are summarised by their last value.
     for key, value in summary.last_step_values.items():
-        metric_values.setdefault(key, value)
+        metric_values.setdefault(key, (value, False))
+    for key, value in ((logged or {}).get("metrics") or {}).items():
+        metric_values.setdefault(key, (value, True))
     metrics = []
-    for key, value in sorted(metric_values.items()):
+    for key, (value, by_cell) in metric_values.items():
         best = comparison.best.get(key)
         metrics.append(
             {
@@ -97,8 +115,12 @@ def card_data(summary: Any, comparison: Comparison, *, notebook: str | None, cel
                 "best_run_id": best[1] if best else None,
                 "goal": metric_goal(key, comparison.goals),
                 "steps": summary.step_counts.get(key, 0),
+                **({"logged": True} if by_cell else {}),
             }
         )
+    params_total, metrics_total = len(params), len(metrics)
+    params = params[: SHOWN_PARAMS + FOLDED_ITEMS]
+    metrics = _most_relevant(metrics)[: SHOWN_METRICS + FOLDED_ITEMS]
     best_run_id = next((entry["best_run_id"] for entry in metrics if entry["best_run_id"]), None)
     return {
         "version": 1,
@@ -117,6 +139,8 @@ def card_data(summary: Any, comparison: Comparison, *, notebook: str | None, cel
         "best_run_id": best_run_id,
         "params": params,
         "metrics": metrics,
+        "params_total": params_total,
+        "metrics_total": metrics_total,
         "withheld": list(summary.withheld),
         "spooled": summary.spooled,
         "ui_url": ui_url,
@@ -126,6 +150,25 @@ def card_data(summary: Any, comparison: Comparison, *, notebook: str | None, cel
     }
 
 
+def _most_relevant(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Metrics in the order the card shows them: the ``SHOWN_METRICS`` most relevant (curves, then metrics whose
+    goal is known, then short top-level keys) alphabetically, captured before cell-logged; then the rest."""
+    ranked = sorted(metrics, key=lambda metric: (
+        metric["steps"] < 2, metric["goal"] is None, metric["key"].count("."), len(metric["key"]), metric["key"],
+    ))
+    order = lambda metric: (bool(metric.get("logged")), metric["key"])  # noqa: E731
+    return sorted(ranked[:SHOWN_METRICS], key=order) + sorted(ranked[SHOWN_METRICS:], key=order)
+
+
+def _shown_and_folded(data: dict[str, Any], kind: str) -> tuple[list[dict], list[dict], int, int]:
+    """(shown, folded, folded but not named, how many the run logged itself) for ``params`` or ``metrics``."""
+    items = data[kind]
+    limit = SHOWN_PARAMS if kind == "params" else SHOWN_METRICS
+    total = data.get(f"{kind}_total", len(items))
+    by_cell = sum(1 for item in items if item.get("logged"))
+    return items[:limit], items[limit:], total - len(items), by_cell
+
+
 def render_text(data: dict[str, Any]) -> str:
     """Plain-text card: a header line, params (changed ones marked), metrics with deltas."""
     run_id = data["run_id"] or "(spooled)"
@@ -133,17 +176,19 @@ def render_text(data: dict[str, Any]) -> str:
         f"run {data['run_name'] or ''} [{run_id}] {data['status']} in {format_duration(data['duration_s'])}"
         f" · experiment {data['experiment_name']}"
     ]
-    if data["params"]:
+    shown_params = [param for param in _shown_and_folded(data, "params")[0] if not param.get("logged")]
+    shown_metrics = [metric for metric in _shown_and_folded(data, "metrics")[0] if not metric.get("logged")]
+    if shown_params:
         parts = []
-        for param in data["params"]:
+        for param in shown_params:
             text = f"{param['key']}={_short(param['value'])}"
             if param["changed"]:
                 text += f" (was {_short(param['previous']) if param['previous'] is not None else 'unset'})"
             parts.append(text)
         lines.append("params:  " + ", ".join(parts))
-    if data["metrics"]:
+    if shown_metrics:
         parts = []
-        for metric in data["metrics"]:
+        for metric in shown_metrics:
             text = f"{metric['key']}={format_number(metric['value'])}"
             extras = []
             delta = format_delta(metric["value"], metric["previous"])
@@ -157,8 +202,34 @@ def render_text(data: dict[str, Any]) -> str:
                 text += f" ({', '.join(extras)})"
             parts.append(text)
         lines.append("metrics: " + ", ".join(parts))
+    lines.extend(_logged_and_folded_lines(data))
     lines.extend(_run_notes(data))
     return visible("\n".join(lines))
+
+
+def _logged_and_folded_lines(data: dict[str, Any]) -> list[str]:
+    """What the cell (or autolog) logged itself, then how many items are folded away (plain text)."""
+    lines = []
+    groups = []
+    for kind in ("params", "metrics"):
+        shown, _, _, by_cell = _shown_and_folded(data, kind)
+        mine = [item for item in shown if item.get("logged")]
+        if mine:
+            values = ", ".join(
+                f"{item['key']}={_short(item['value']) if kind == 'params' else format_number(item['value'])}"
+                for item in mine)
+            more = by_cell - len(mine)
+            groups.append(f"{kind} {values}" + (f" (+{more} more)" if more > 0 else ""))
+        elif by_cell:
+            groups.append(f"{by_cell} {kind}")
+    if groups:
+        lines.append("logged by the cell or autolog: " + "; ".join(groups))
+    hidden = [f"{len(folded) + unnamed} more {kind}"
+              for kind in ("params", "metrics")
+              for _, folded, unnamed, _ in [_shown_and_folded(data, kind)] if folded or unnamed]
+    if hidden:
+        lines.append("not shown: " + ", ".join(hidden))
+    return lines
 
 
 def _run_notes(data: dict[str, Any]) -> list[str]:
@@ -205,7 +276,9 @@ def render_html(data: dict[str, Any]) -> str:
         f'experiment {esc(str(data["experiment_name"]))} · run {esc(str(data["run_id"] or "spooled"))}</span></div>'
     )
     rows = []
-    for param in data["params"]:
+    shown_params, folded_params, unnamed_params, _ = _shown_and_folded(data, "params")
+    shown_metrics, folded_metrics, unnamed_metrics, _ = _shown_and_folded(data, "metrics")
+    for param in [param for param in shown_params if not param.get("logged")]:
         changed = param["changed"]
         was = "" if not changed else f' <span style="color:#888">(was {esc(_short(param["previous"]) if param["previous"] is not None else "unset")})</span>'
         style = "background:#fff3cd;" if changed else ""
@@ -214,7 +287,7 @@ def render_html(data: dict[str, Any]) -> str:
             f'<td style="padding:1px 8px">{esc(param["key"])}</td>'
             f'<td style="padding:1px 8px">{esc(_short(param["value"]))}{was}</td></tr>'
         )
-    for metric in data["metrics"]:
+    for metric in [metric for metric in shown_metrics if not metric.get("logged")]:
         delta = format_delta(metric["value"], metric["previous"])
         better = _better(metric, metric["previous"])
         delta_colour = "#888" if better is None else ("#2e7d32" if better else "#c62828")
@@ -231,11 +304,43 @@ def render_html(data: dict[str, Any]) -> str:
             f'<td style="padding:1px 8px"><b>{esc(format_number(metric["value"]))}</b> {" · ".join(extras)}</td></tr>'
         )
     table = f'<table style="border-collapse:collapse;font-size:12px;margin-top:4px">{"".join(rows)}</table>' if rows else ""
+    logged = [item for item in [*shown_params, *shown_metrics] if item.get("logged")]
+    by_cell = sum(1 for item in [*data["params"], *data["metrics"]] if item.get("logged"))
+    if logged:
+        table += _folded_html(f"logged by the cell or autolog ({by_cell})", logged, 0, open_=True)
+    folded = [*folded_params, *folded_metrics]
+    if folded or unnamed_params or unnamed_metrics:
+        table += _folded_html("more", folded, unnamed_params + unnamed_metrics)
     footer = "".join(f'<div style="color:#8a6d3b;font-size:12px">{esc(note)}</div>' for note in _run_notes(data))
     return (
         f'<div class="jupyter-tracking-card" style="border-left:4px solid {colour};padding:4px 10px;'
         f'font-family:var(--jp-ui-font-family,sans-serif);font-size:13px">{head}{table}{footer}</div>'
     )
+
+
+def _folded_html(label: str, items: list[dict[str, Any]], unnamed: int, *, open_: bool = False) -> str:
+    """A ``<details>`` block listing ``items`` (params have a ``changed`` key, metrics a ``steps`` key) as
+    ``key value`` rows, with ``unnamed`` more counted at its end."""
+    esc = html.escape
+    rows = []
+    for item in items:
+        kind = "metric" if "steps" in item else "param"
+        value = format_number(item["value"]) if kind == "metric" else _short(item["value"])
+        rows.append(f'<tr><td style="padding:1px 8px;color:#555">{kind}</td><td style="padding:1px 8px">'
+                    f'{esc(item["key"])}</td><td style="padding:1px 8px">{esc(value)}</td></tr>')
+    if unnamed:
+        rows.append(f'<tr><td colspan="3" style="padding:1px 8px;color:#888">and {unnamed} more</td></tr>')
+    total = len(items) + unnamed
+    summary = esc(label) if open_ else f"{total} more ({esc(_counts(items, unnamed))})"
+    return (f'<details{" open" if open_ else ""} style="font-size:12px;margin-top:2px"><summary style="cursor:pointer;'
+            f'color:#555">{summary}</summary><table style="border-collapse:collapse">{"".join(rows)}</table></details>')
+
+
+def _counts(items: list[dict[str, Any]], unnamed: int) -> str:
+    metrics = sum(1 for item in items if "steps" in item)
+    parts = [f"{len(items) - metrics} params" if len(items) - metrics else "", f"{metrics} metrics" if metrics else "",
+             f"{unnamed} not listed" if unnamed else ""]
+    return ", ".join(part for part in parts if part)
 
 
 def card_bundle(data: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from .. import context as context_module
 from .. import store as store_module
 
 MAX_BEST_LOOKUPS = 8
+MAX_READ_BACK = 1000  # runs with more captured items than this are not read back for what the cell logged
 
 
 def comparison_for(summary: Any, session: Any):
@@ -77,6 +78,22 @@ def _quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace("'", "\\'")
 
 
+def logged_in_run(summary: Any, session: Any) -> dict[str, dict[str, Any]] | None:
+    """The params and metrics the run holds in the store (with what the cell or autolog logged itself);
+    None for a spooled run or when the store cannot say."""
+    if summary.run_id is None or summary.spooled:
+        return None
+    captured = len(summary.params) + len(summary.metrics) + len(summary.last_step_values)
+    if captured > MAX_READ_BACK:
+        return None  # the card folds most of such a run anyway: not worth reading it all back
+    try:
+        client = store_module.client_for(store_module.resolve_store(session=session), session)
+        data = client.get_run(summary.run_id).data
+    except Exception:  # noqa: BLE001 - the card then shows what was captured
+        return None
+    return {"params": dict(data.params), "metrics": dict(data.metrics)}
+
+
 def show_card(summary: Any, session: Any) -> None:
     """Display the run card under the cell."""
     from IPython.display import display
@@ -93,7 +110,7 @@ def show_card(summary: Any, session: Any) -> None:
     notebook = context_module.notebook_path()
     data = card_data(
         summary, comparison, notebook=str(notebook) if notebook else None,
-        cell_id=session.cell_id, ui_url=None,
+        cell_id=session.cell_id, ui_url=None, logged=logged_in_run(summary, session),
     )
     if context_module.frontend() == "none":
         from .card import render_text
