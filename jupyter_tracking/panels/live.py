@@ -280,7 +280,7 @@ class LivePanel:
             self._thread.join(timeout=10)
         with self._lock:
             self._ingest()
-            if not self._decimators:
+            if not self._curve_keys():
                 self.view.close()
                 return
             state = self.state(status)
@@ -308,7 +308,7 @@ class LivePanel:
     def _tick(self) -> None:
         if self._ingest():
             self._dirty = True
-        if not self._decimators:
+        if not self._curve_keys():
             return
         now = time.monotonic()
         if not self._shown:
@@ -377,8 +377,13 @@ class LivePanel:
         elapsed = (time.time() if status == "RUNNING" else max(last_time, time.time())) - start
         progress = progress_line(getattr(recorder, "run_name", None), last_step, first_step,
                                  getattr(recorder, "total_steps", None), elapsed, status)
-        return PanelState(group_metrics(list(self._decimators)), curves, progress, status, points,
+        return PanelState(group_metrics(self._curve_keys()), curves, progress, status, points,
                           dict(self._colors))
+
+    def _curve_keys(self) -> list[str]:
+        """Keys with at least two points: a single point (`mlflow.log_metric("x", 1.5)`) is a value on the
+        card, never a curve."""
+        return [key for key, decimator in self._decimators.items() if decimator.count >= 2]
 
 
 def _warn(message: str) -> None:
