@@ -41,7 +41,9 @@ CASES = {
         "gc_content = (dna.count('G') + dna.count('C')) / len(dna)\n",
     ),
     "2,000 names bound": ("", "".join(f"p{i} = {i * 0.001!r}\n" for i in range(2000))),
+    "10,000 metrics bound": ("scale = 0.5", "".join(f"m{i} = {i} * scale\n" for i in range(10_000))),
 }
+TARGETS = {"10,000 metrics bound": 1.0}  # capture target in seconds where it is not 0.5 s (issue 13)
 
 
 def _timed(function, *args):
@@ -195,10 +197,11 @@ def time_former_url_pattern(samples):
 
 def main() -> None:
     print("capture of one tracked cell (seconds)")
-    print(f"{'case':<24}{'untracked':>11}{'tracked':>10}{'capture':>10}{'plain MLflow':>14}  target capture < 0.5 s")
+    print(f"{'case':<24}{'untracked':>11}{'tracked':>10}{'capture':>10}{'plain MLflow':>14}  target capture < 0.5 s"
+          " (10,000 metrics: < 1 s)")
     missed = []
     for label, untracked, tracked, capture, plain in capture_table():
-        ok = capture < 0.5
+        ok = capture < TARGETS.get(label, 0.5)
         missed += [] if ok else [label]
         verdict = "ok" if ok else "MISSED"
         print(f"{label:<24}{untracked:>11.3f}{tracked:>10.3f}{capture:>10.3f}{plain:>14.3f}  {verdict}")
