@@ -7,6 +7,10 @@ Two halves, both pure (no MLflow here, STYLE.md: capture never talks to MLflow):
 - ``Capture`` classifies values by the rules in DESIGN.md ("What a tracked cell records"): params are taken
   before the cell runs (names read) and after (names bound from literals); metrics, step series and datasets
   after. Configs are flattened with dotted keys; credentials are withheld by name and by value.
+  Where the binding form misleads, the final value decides: a literal container the cell grew into step series
+  (``history = {"loss": []}`` appended per epoch) is series, not params; a name last bound in a loop whose values
+  the loop logged (``jt.log``, an MLflow call, ``.append`` to a recorded series) is no metric; neither is what
+  the cell's own MLflow calls return.
 """
 
 from __future__ import annotations
