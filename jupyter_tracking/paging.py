@@ -81,11 +81,18 @@ class SqlPager(Pager):
         self.sort_column = self.order.column if self.order else None
         if self.order == run_pages.OrderKey("attribute", "start_time", True):
             self.order = None  # newest first is the store's own order
-        self.total = _capped(query.count(), max_results)
+        self._total: int | None = None
         self._cached: tuple[tuple[int, int], list] | None = None
 
+    @property
+    def total(self) -> int:
+        """How many runs match (counted on first use: ``%track best`` needs only the first run)."""
+        if self._total is None:
+            self._total = _capped(self.query.count(), self.max_results)
+        return self._total
+
     def page(self, offset: int, limit: int) -> list[Run]:
-        limit = max(0, min(limit, self.total - offset))
+        limit = max(0, limit if self.max_results is None else min(limit, self.max_results - offset))
         if self._cached and self._cached[0] == (offset, limit):
             return self._cached[1]
         runs = self.query.runs(self.query.page_ids(self.order, offset, limit)) if limit else []

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from mlflow.entities import Run
 
 SAMPLE_RUNS = 1000  # newest runs of a query whose params/metrics decide which columns vary
+WALK_LIMIT = 20_000  # index entries a sort by a metric may expect to read before it walks the index instead
 ATTRIBUTES = ("start_time", "end_time", "duration_s", "status", "run_name", "run_id")
 # Indexes MLflow's schema lacks, named with our prefix so no MLflow migration can collide with them.
 # Each covers its queries (the run id is in the index), so a page never reads the tables' rows to find runs.
@@ -29,7 +30,11 @@ INDEXES = {
     "jt_runs_experiment_start": ("runs", ("experiment_id", "lifecycle_stage", "start_time", "run_uuid")),
     "jt_latest_metrics_key_value": ("latest_metrics", ("key", "value", "is_nan", "run_uuid")),
     "jt_params_key_value": ("params", ("key", "value", "run_uuid")),
+    # Per run: a filter's later terms and the run itself, looked up for each row of its rarest term.
+    "jt_latest_metrics_key_run": ("latest_metrics", ("key", "run_uuid", "is_nan", "value")),
+    "jt_runs_run": ("runs", ("run_uuid", "experiment_id", "lifecycle_stage", "start_time")),
 }
+PROBE_INDEXES = {"latest_metrics": "jt_latest_metrics_key_run", "runs": "jt_runs_run"}
 METRIC_INDEX = "jt_latest_metrics_key_value"
 _PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _indexed: set[str] = set()
@@ -71,6 +76,50 @@ def sql_store(location: Any) -> Any | None:
 
     store = client_for(location)._tracking_client.store
     return store if isinstance(store, SqlAlchemyStore) else None
+
+
+def read_runs(store: Any, run_ids: list[str]) -> list[Run]:
+    """The runs with these ids (info, params, latest metrics, tags), in the order given; missing ids skipped.
+
+    The same ``Run`` entities as ``SqlRun.to_mlflow_entity`` (what MLflow's ``search_runs`` builds, without the
+    dataset inputs), read as plain rows: the ORM's per-object bookkeeping cost more than the four queries.
+    """
+    import math
+
+    from mlflow.entities import Metric, Param, Run, RunData, RunInfo, RunTag
+    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlParam, SqlRun, SqlTag
+    from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
+    from sqlalchemy import select
+
+    wanted = list(dict.fromkeys(run_ids))
+    with store.ManagedSessionMaker() as session:
+        infos = session.execute(select(
+            SqlRun.run_uuid, SqlRun.name, SqlRun.experiment_id, SqlRun.user_id, SqlRun.status, SqlRun.start_time,
+            SqlRun.end_time, SqlRun.lifecycle_stage, SqlRun.artifact_uri).where(SqlRun.run_uuid.in_(wanted))).all()
+        params: dict[str, list] = {}
+        for run_id, key, value in session.execute(select(SqlParam.run_uuid, SqlParam.key, SqlParam.value)
+                                                  .where(SqlParam.run_uuid.in_(wanted))):
+            params.setdefault(run_id, []).append(Param(key, value))
+        metrics: dict[str, list] = {}
+        for run_id, key, value, timestamp, step, is_nan in session.execute(select(
+                SqlLatestMetric.run_uuid, SqlLatestMetric.key, SqlLatestMetric.value, SqlLatestMetric.timestamp,
+                SqlLatestMetric.step, SqlLatestMetric.is_nan).where(SqlLatestMetric.run_uuid.in_(wanted))):
+            metrics.setdefault(run_id, []).append(Metric(key, math.nan if is_nan else value, timestamp, step))
+        tags: dict[str, list] = {}
+        for run_id, key, value in session.execute(select(SqlTag.run_uuid, SqlTag.key, SqlTag.value)
+                                                  .where(SqlTag.run_uuid.in_(wanted))):
+            tags.setdefault(run_id, []).append(RunTag(key, value))
+    found = {}
+    for run_id, name, experiment_id, user_id, status, start, end, stage, artifact_uri in infos:
+        run_tags = tags.get(run_id, [])
+        if not name:
+            name = next((t.value for t in run_tags if t.key == MLFLOW_RUN_NAME), name)
+        info = RunInfo(run_id=run_id, run_name=name, experiment_id=str(experiment_id), user_id=user_id,
+                       status=status, start_time=start, end_time=end, lifecycle_stage=stage,
+                       artifact_uri=artifact_uri)
+        found[run_id] = Run(info, RunData(metrics=metrics.get(run_id, []), params=params.get(run_id, []),
+                                          tags=run_tags))
+    return [found[i] for i in run_ids if i in found]
 
 
 def ensure_indexes(store: Any) -> None:
@@ -116,6 +165,7 @@ class SqlRunQuery:
         if self._dialect not in ("sqlite", "postgresql"):
             raise Untranslatable(f"no page queries for {self._dialect}")
         self._has_index: bool | None = None
+        self._existing: set[str] | None = None
         self._count: int | None = None
         self._ids: list[str] | None = None
         # Filters on params, metrics, tags, datasets or run names cost an index lookup per candidate run:
@@ -128,8 +178,10 @@ class SqlRunQuery:
     def _session(self):
         return self.store.ManagedSessionMaker()
 
-    def _conditions(self, session: Any) -> list:
-        """WHERE terms on ``runs``: the experiments, active runs, and MLflow's own clauses for the filter."""
+    def _clauses(self, session: Any) -> tuple[list, list]:
+        """MLflow's own clauses for the filter: WHERE terms on ``runs`` (the experiments, active runs, the
+        attribute and dataset terms) and the subqueries of params, metrics and tags that MLflow joins to the
+        runs (each one key of one table, so at most one row per run)."""
         from mlflow.store.tracking.dbmodels.models import SqlRun
         from sqlalchemy import select
 
@@ -139,12 +191,21 @@ class SqlRunQuery:
             attributes, joined, datasets = _get_sqlalchemy_filter_clauses(self._parsed, session, self._dialect)
             conditions = [SqlRun.experiment_id.in_(self.experiment_ids), SqlRun.lifecycle_stage == "active",
                           *attributes]
-            # MLflow joins each subquery to the runs; the same rows, as IN, let the database use its indexes.
-            conditions += [SqlRun.run_uuid.in_(select(sub.c.run_uuid)) for sub in joined]
             conditions += [SqlRun.run_uuid.in_(select(sub.c.destination_id)) for sub in datasets]
+            for sub in joined:
+                sub.c.run_uuid  # noqa: B018 - the column every joined subquery must have
         except (ImportError, TypeError, ValueError, AttributeError) as exc:
             raise Untranslatable(f"MLflow's filter clauses changed: {exc}") from exc
-        return conditions
+        return conditions, list(joined)
+
+    def _conditions(self, session: Any) -> list:
+        """WHERE terms on ``runs``: the experiments, active runs, and MLflow's own clauses for the filter."""
+        from mlflow.store.tracking.dbmodels.models import SqlRun
+        from sqlalchemy import select
+
+        conditions, joined = self._clauses(session)
+        # MLflow joins each subquery to the runs; the same rows, as IN, let the database use its indexes.
+        return conditions + [SqlRun.run_uuid.in_(select(sub.c.run_uuid)) for sub in joined]
 
     @staticmethod
     def _entity(kind: str):
@@ -204,10 +265,74 @@ class SqlRunQuery:
 
         if self._ids is None:
             with self._session() as session:
-                stmt = (select(SqlRun.run_uuid).where(*self._conditions(session))
-                        .order_by(SqlRun.start_time.desc(), SqlRun.run_uuid))
-                self._ids = list(session.scalars(stmt))
+                ids = self._sqlite_matching_ids(session) if self._dialect == "sqlite" else None
+                if ids is None:
+                    stmt = (select(SqlRun.run_uuid).where(*self._conditions(session))
+                            .order_by(SqlRun.start_time.desc(), SqlRun.run_uuid))
+                    ids = list(session.scalars(stmt))
+                self._ids = ids
         return self._ids
+
+    def _sqlite_matching_ids(self, session: Any) -> list[str] | None:
+        """``_matching_ids`` on SQLite, the rarest term first: the params/metrics/tags subqueries joined in
+        the order of their sizes (each counted on our indexes), then each later one and the run looked up per
+        matching row on our per-run indexes (``PROBE_INDEXES``), when the store has them.
+
+        Without statistics SQLite's planner walks every run of the experiment and probes each subquery's
+        result for it (100,000 probes per term at 100,000 runs), and picks the primary keys, which read the
+        table rows, over our covering indexes. ``CROSS JOIN`` and ``INDEXED BY`` are SQLite's documented ways
+        to fix the join order and the index. The same rows as the plain query, in the same order; None when
+        there is no such subquery or a piece does not have the shape this relies on (one table per subquery).
+        """
+        from mlflow.store.tracking.dbmodels.models import SqlRun
+        from sqlalchemy import func, select
+
+        conditions, joined = self._clauses(session)
+        if not joined:
+            return None
+        sizes: list[int] = []
+        for sub in joined:  # each counted up to the smallest so far: only which is rarest matters
+            cap = select(sub.c.run_uuid).limit(min(sizes) + 1) if sizes else select(sub.c.run_uuid)
+            sizes.append(session.execute(select(func.count()).select_from(cap.subquery())).scalar_one())
+        ordered = [joined[i] for i in sorted(range(len(joined)), key=lambda i: sizes[i])]
+        dialect = session.get_bind().dialect
+        existing = self._indexes(session)
+        sql, values = "", []
+
+        def piece(stmt: Any) -> str:
+            compiled = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+            values.extend(compiled.params[name] for name in compiled.positiontup)
+            return " ".join(str(compiled).split())
+
+        for n, sub in enumerate(ordered):
+            text = piece(sub.element)
+            table = sub.element.get_final_froms()
+            if len(table) != 1 or not hasattr(table[0], "name") or re.search(r"\bJOIN\b", text):
+                return None
+            hint = PROBE_INDEXES.get(table[0].name)
+            if n and hint in existing and text.count(f" FROM {table[0].name} ") == 1:
+                text = text.replace(f" FROM {table[0].name} ", f" FROM {table[0].name} INDEXED BY {hint} ")
+            sql += (f"(SELECT run_uuid FROM ({text})) AS jt_{n}" if n == 0 else
+                    f" CROSS JOIN ({text}) AS jt_{n} ON jt_{n}.run_uuid = jt_0.run_uuid")
+        runs = piece(select(SqlRun.run_uuid).where(*conditions).order_by(SqlRun.start_time.desc(), SqlRun.run_uuid))
+        head = "SELECT runs.run_uuid FROM runs WHERE "
+        if not runs.startswith(head):
+            return None
+        hint = PROBE_INDEXES["runs"]
+        sql = (f"SELECT runs.run_uuid FROM {sql} CROSS JOIN runs{f' INDEXED BY {hint}' if hint in existing else ''}"
+               f" ON runs.run_uuid = jt_0.run_uuid WHERE {runs[len(head):]}")
+        # The pieces were compiled in the order they appear in ``sql``, so the values line up with its "?".
+        rows = session.connection().exec_driver_sql(sql, tuple(values))
+        return list(dict.fromkeys(run_id for (run_id,) in rows))
+
+    def _indexes(self, session: Any) -> set[str]:
+        """Our indexes present in this SQLite store (read once per query)."""
+        from sqlalchemy import text
+
+        if self._existing is None:
+            self._existing = {name for (name,) in session.execute(text(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'jt\\_%' ESCAPE '\\'"))}
+        return self._existing
 
     def resolve(self, name: str, descending: bool = False) -> OrderKey | None:
         """The sort a typed column name means, as ``queries.resolve_column`` reads it against the frame of all
@@ -303,9 +428,11 @@ class SqlRunQuery:
     def _walk_metric_index(self, session: Any, wanted: int) -> bool:
         """Whether to read a metric's runs in value order off our index (SQLite), stopping after ``wanted``
         matching runs, rather than sort every matching run: when matches are common enough that the walk
-        stops early. SQLite's planner cannot tell without statistics and sometimes picks the slow one."""
+        stops early. SQLite's planner cannot tell without statistics and sometimes picks the slow one. How
+        common is read off the newest ``SAMPLE_RUNS`` runs (bounded work; it only picks the faster way, both
+        give the same runs)."""
         from mlflow.store.tracking.dbmodels.models import SqlRun
-        from sqlalchemy import func, select, text
+        from sqlalchemy import exists, func, select, text
 
         if self._dialect != "sqlite":
             return False
@@ -314,22 +441,21 @@ class SqlRunQuery:
                                                    "name = :name"), {"name": METRIC_INDEX}).first() is not None
         if not self._has_index:
             return False
-        matching = self.count()
-        everything = session.execute(select(func.count()).select_from(SqlRun).where(
-            SqlRun.experiment_id.in_(self.experiment_ids), SqlRun.lifecycle_stage == "active")).scalar_one()
-        return matching > 0 and wanted * everything / matching < matching
+        if not self._parsed:
+            return True  # every run matches
+        newest = (select(SqlRun.run_uuid.label("run_id"))
+                  .where(SqlRun.experiment_id.in_(self.experiment_ids), SqlRun.lifecycle_stage == "active")
+                  .order_by(SqlRun.start_time.desc()).limit(SAMPLE_RUNS).subquery())
+        sampled = session.execute(select(func.count()).select_from(newest)).scalar_one()
+        matching = session.execute(select(func.count()).select_from(newest).where(
+            exists().where(SqlRun.run_uuid == newest.c.run_id, *self._conditions(session)))).scalar_one()
+        return matching > 0 and wanted * sampled / matching <= WALK_LIMIT
 
     def runs(self, run_ids: list[str]) -> list[Run]:
         """The runs with these ids (params, latest metrics, tags), in the order given."""
         if not run_ids:
             return []
-        from mlflow.store.tracking.dbmodels.models import SqlRun
-
-        with self._session() as session:
-            rows = (session.query(SqlRun).filter(SqlRun.run_uuid.in_(list(run_ids)))
-                    .options(*self.store._get_eager_run_query_options()).all())
-            found = {row.run_uuid: row.to_mlflow_entity() for row in rows}
-        return [found[i] for i in run_ids if i in found]
+        return read_runs(self.store, run_ids)
 
     def matching(self, run_ids: list[str]) -> list[str]:
         """Those of ``run_ids`` that match the query (a selection that survives a new filter)."""

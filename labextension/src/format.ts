@@ -132,3 +132,13 @@ export function runStatusText(run: { status: string; stale?: boolean }): string 
   const text = run.status.toLowerCase();
   return run.stale && run.status === 'RUNNING' ? `${text} (stale)` : text;
 }
+
+/** The runs table's count line: "12,345 runs", "50 of 12,345 runs", or "50 runs shown, more to load" when the
+ * store does not say its total (a tracking server). */
+export function runCountText(shown: number, total: number | null | undefined, more: boolean): string {
+  const runs = (n: number) => `${n.toLocaleString('en-US')} run${n === 1 ? '' : 's'}`;
+  if (total === null || total === undefined) {
+    return more ? `${runs(shown)} shown, more to load` : runs(shown);
+  }
+  return shown >= total ? runs(total) : `${shown.toLocaleString('en-US')} of ${runs(total)}`;
+}

@@ -9,7 +9,7 @@ import { getExperiments, getMetricHistory, getRun, searchRuns } from './api';
 import { cardGoals } from './card';
 import { renderChart } from './chartView';
 import { clear, h } from './dom';
-import { formatDuration, formatNumber, formatTime, runDuration, runStatusText } from './format';
+import { formatDuration, formatNumber, formatTime, runCountText, runDuration, runStatusText } from './format';
 import { ATTRIBUTE_COLUMNS, dataColumns, defaultExperiment, IColumn, nextSort, orderByFor, SortDirection } from './query';
 import { IExperiment, IRunCard, IRunDetail, IRunSummary, MetricGoal } from './types';
 
@@ -46,6 +46,7 @@ export class ExperimentsPanel extends Widget {
       }
     });
     this._error = h('div', { className: 'jp-TrackingPanel-error' });
+    this._count = h('div', { className: 'jp-TrackingPanel-count' });
     this._table = h('div', { className: 'jp-TrackingPanel-tableWrap' });
     this._more = h('button', {
       className: 'jp-TrackingPanel-more',
@@ -71,7 +72,7 @@ export class ExperimentsPanel extends Widget {
       this._filter,
       h('button', { text: 'Apply', attrs: { type: 'button' }, onClick: () => void this.loadRuns() })
     ]);
-    for (const el of [toolbar, this._store, this._experimentSelect, filterRow, this._error, this._table, this._more, this._compare, this._details]) {
+    for (const el of [toolbar, this._store, this._experimentSelect, filterRow, this._error, this._count, this._table, this._more, this._compare, this._details]) {
       this.node.appendChild(el);
     }
     this._more.hidden = true;
@@ -144,6 +145,7 @@ export class ExperimentsPanel extends Widget {
     if (!this._experimentId) {
       this._runs = [];
       this._nextToken = null;
+      this._total = null;
       this._renderTable();
       return;
     }
@@ -162,6 +164,7 @@ export class ExperimentsPanel extends Widget {
       this._error.textContent = '';
       this._runs = more ? [...this._runs, ...page.runs] : page.runs;
       this._nextToken = page.next_page_token;
+      this._total = page.total ?? null;
     } catch (error) {
       if (ticket !== this._runsTicket) {
         return;
@@ -169,6 +172,7 @@ export class ExperimentsPanel extends Widget {
       this._error.textContent = String((error as Error).message || error);
       this._runs = [];
       this._nextToken = null;
+      this._total = null;
     }
     this._renderTable();
     await this._renderCompare();
@@ -274,6 +278,7 @@ export class ExperimentsPanel extends Widget {
   private _renderTable(): void {
     clear(this._table);
     this._more.hidden = !this._nextToken;
+    this._count.textContent = this._runs.length ? runCountText(this._runs.length, this._total, !!this._nextToken) : '';
     if (!this._runs.length) {
       this._table.appendChild(
         h('div', {
@@ -384,6 +389,7 @@ export class ExperimentsPanel extends Widget {
   private _experimentId: string | null = null;
   private _runs: IRunSummary[] = [];
   private _nextToken: string | null = null;
+  private _total: number | null = null;
   private _sort: { column: string; direction: SortDirection } | null = null;
   private _goals = new Map<string, Record<string, MetricGoal>>();
   private _selected = new Set<string>();
@@ -397,6 +403,7 @@ export class ExperimentsPanel extends Widget {
   private _experimentSelect: HTMLSelectElement;
   private _filter: HTMLInputElement;
   private _error: HTMLElement;
+  private _count: HTMLElement;
   private _table: HTMLElement;
   private _more: HTMLButtonElement;
   private _compare: HTMLElement;

@@ -81,6 +81,8 @@ export interface IRunSummary {
 export interface IRunPage {
   runs: IRunSummary[];
   next_page_token: string | null;
+  /** How many runs match, when the store counted them (null from a tracking server). */
+  total?: number | null;
 }
 
 export interface IMetricDetail {

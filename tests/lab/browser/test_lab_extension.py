@@ -218,6 +218,7 @@ def test_filter_and_sort_runs(page):
     page.wait_for_function(
         "() => document.querySelectorAll('#jupyter-tracking-experiments tr.jp-TrackingPanel-run').length === 2"
     )
+    assert panel.locator(".jp-TrackingPanel-count").inner_text() == "2 runs"  # the total the store counted
     box.fill("metrics.val_loss <<< 1")
     box.press("Enter")
     error = panel.locator(".jp-TrackingPanel-error").first
@@ -228,6 +229,7 @@ def test_filter_and_sort_runs(page):
     page.wait_for_function(
         "() => document.querySelectorAll('#jupyter-tracking-experiments tr.jp-TrackingPanel-run').length === 3"
     )
+    assert panel.locator(".jp-TrackingPanel-count").inner_text() == "3 runs"
     header = panel.locator('th[data-column="attr:run_name"]')
     header.click()
     page.wait_for_function(
