@@ -80,8 +80,9 @@ def _quote(text: str) -> str:
 
 def logged_in_run(summary: Any, session: Any) -> dict[str, dict[str, Any]] | None:
     """The params and metrics the run holds in the store (with what the cell or autolog logged itself);
-    None for a spooled run or when the store cannot say."""
-    if summary.run_id is None or summary.spooled:
+    None for a spooled run, when the store cannot say, or when nothing but our recorder wrote into the run (the
+    summary is all there is, and the run's end may still be being written: run_ends.py)."""
+    if summary.run_id is None or summary.spooled or not getattr(summary, "cell_logged", False):
         return None
     captured = len(summary.params) + len(summary.metrics) + len(summary.last_step_values)
     if captured > MAX_READ_BACK:
