@@ -182,7 +182,8 @@ def run_trial(spec: TrialSpec, names: Any = None) -> TrialRecord:
     finally:
         session.active_recorder, session.active_thread = previous
     stale = capture.stale_names(namespace) if failure is not None else set()
-    capture.after(namespace, last_value if failure is None else None, logged_keys=log.keys, skip=stale)
+    skip = stale | set(spec.artifacts)  # objects shipped as --artifacts are not captured again as metrics
+    capture.after(namespace, last_value if failure is None else None, logged_keys=log.keys, skip=skip)
     result = capture.result
     record.ended = time.time()
     record.params, record.metrics, record.series = result.params, result.metrics, result.series

@@ -267,6 +267,7 @@ def test_jobs_artifacts_come_back_and_stop_on_error_cancels_the_rest(shell, proj
     parent = next(r for r in runs if queries.GRID_TAG in r.data.tags)
     child = next(c for c in children_of(runs, parent) if c.data.params["n"] == "4")
     assert queries.load(child.info.run_id, "model")["model"] == {"weights": [4, 8]}
+    assert not [key for key in [*child.data.metrics, *child.data.params] if key.startswith("model")]  # a file only
     assert float(child.data.tags[parallel.TRIAL_SECONDS_TAG]) >= 0 and ":" in child.data.tags[parallel.WORKER_TAG]
     # --stop-on-error: the first failure stops the sweep; what was still running is KILLED, the rest never runs.
     result = shell.run_cell("%%track --grid grid --jobs 2 --stop-on-error\nimport time\nif n == 2:\n"
