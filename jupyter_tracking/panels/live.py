@@ -14,7 +14,8 @@ a ``PanelState`` to one *view*, chosen once per run by ``live_mode()``:
 - ``terminal`` terminal IPython: a progress line rewritten in place on stderr.
 
 At ``on_run_end`` every view leaves the same thing behind: a static bundle (``image/svg+xml`` of the
-final curves plus a ``text/plain`` summary), which the saved notebook keeps for nbconvert and GitHub.
+final curves, the same SVG as an ``<img>`` in ``text/html`` for untrusted notebooks, and a ``text/plain``
+summary), which the saved notebook keeps for nbconvert and GitHub.
 plotly and ipywidgets are imported only when a widget panel is first shown.
 """
 
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._decimate import DEFAULT_CAPACITY, POINT_BUDGET, MetricGroup, SeriesDecimator, group_metrics, reduce_points
-from ._static import Curve, Subplot, color_for, render_svg, text_summary
+from ._static import Curve, Subplot, color_for, picture_bundle
 
 MODES = ("widget", "image", "text", "terminal", "off")
 MODE_ENV = "JUPYTER_TRACKING_LIVE"
@@ -203,12 +204,7 @@ class PanelState:
 
 def static_bundle(state: PanelState) -> dict[str, str]:
     """The picture kept in the saved notebook: an SVG of the curves and a text summary (deterministic)."""
-    subplots = state.subplots()
-    heading = f"Training curves ({state.status.lower()})"
-    return {
-        "image/svg+xml": render_svg(subplots),
-        "text/plain": text_summary(subplots, heading),
-    }
+    return picture_bundle(state.subplots(), f"Training curves ({state.status.lower()})")
 
 
 def format_duration(seconds: float) -> str:
@@ -521,9 +517,7 @@ class ImageView(_View):
         return now - self._last >= IMAGE_INTERVAL
 
     def _bundle(self, state: PanelState) -> dict[str, str]:
-        subplots = state.subplots()
-        return {"image/svg+xml": render_svg(subplots, heading=state.progress),
-                "text/plain": text_summary(subplots, state.progress)}
+        return picture_bundle(state.subplots(), state.progress)
 
     def show(self, state: PanelState) -> None:
         _display(self._bundle(state), self.display_id)
@@ -615,7 +609,7 @@ def _esc(text: str) -> str:
 
 def _legend_name(key: str, last: float | None) -> str:
     from ._figure import escape
-    from ._static import format_number
+    from .numbers import format_number
 
     return f"{escape(key)} {format_number(last)}"
 
