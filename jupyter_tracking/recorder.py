@@ -101,6 +101,7 @@ class RunSummary:
     child_runs: list[tuple[str, str]] = field(default_factory=list)  # (run id, name) of runs the cell started
     renamed_params: dict[str, str] = field(default_factory=dict)  # captured param -> derived key
     refused: list[str] = field(default_factory=list)  # what the store refused
+    note: str | None = None  # --note (the run's description)
 
 
 class RunRecorder:
@@ -558,6 +559,7 @@ class RunRecorder:
             step_counts=counts, last_step_values=last, withheld=sorted(self.withheld), spooled=self.spooled,
             tracking_uri=store_module.redact_uri(self.location.uri), cell_key=self.cell_key,
             child_runs=list(self.child_runs), renamed_params=renamed, refused=list(self.refused),
+            note=self.description,
         )
         for observer in list(self.observers):
             self._call_observer(observer, "on_run_end", self, status)
