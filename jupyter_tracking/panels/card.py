@@ -15,7 +15,6 @@ Colours are JupyterLab's ``--jp-*`` variables with light-theme fallbacks (nbconv
 from __future__ import annotations
 
 import html
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
