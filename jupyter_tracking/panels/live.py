@@ -453,6 +453,7 @@ class WidgetView(_View):
         traces = [t for key in self.layout.keys for t in (self.layout.trace(key, False), self.layout.trace(key, True))]
         _fill(traces, self.layout.keys, state)
         self.figure = _figure_class()(data=traces, layout=self.layout.layout(state.progress))
+        self.figure.add_class("jt-plotly")  # themed text where the page has the panels' CSS
         self._count(4)  # comm_open with the whole figure, then plotly's 3 initial state messages
         bundle = {
             "application/vnd.jupyter.widget-view+json": {
