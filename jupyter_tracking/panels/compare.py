@@ -276,10 +276,11 @@ class RunsPanel:
         if self._box is None:
             import ipywidgets
 
-            self._table = _table_widget_class()()
+            # The first state goes with the widget's creation (not as updates racing its model in the browser).
+            self._table = _table_widget_class()(**self._table_state(figure=True))
             self._figure = _new_figure()
             self._box = ipywidgets.VBox([self._table], layout={"width": "100%"})
-            self._sync(figure=True)
+            self._draw_figure()
             self._table.observe(self._on_widget_change,
                                 names=["filter_request", "sort", "page", "selected", "show_all", "metric"])
         return self._box
@@ -316,34 +317,32 @@ class RunsPanel:
             self.filter_error = f"Could not update the panel: {queries.one_line(exc)}"
             self._sync()
 
+    def _table_state(self, figure: bool = False) -> dict:
+        """What the table widget shows: its synced traits."""
+        state = {
+            "title": self.title,
+            "columns": [{"key": c, "label": column_label(c), "group": column_group(c)} for c in self.shown_columns()],
+            "rows": self.page_rows(), "total": self.total, "total_known": self.total_known, "pages": self.pages,
+            "page": self.page, "sort": {"column": self.sort_key.name, "descending": self.sort_key.descending},
+            "selected": list(self.selected), "filter_text": self.filter, "filter_error": self.filter_error,
+            "filter_hint": filter_example(self.page_frame()), "show_all": self.show_all,
+            "hidden": self.hidden_count(), "metrics": list(self._columns().metrics), "metric": self.metric,
+        }
+        if figure:
+            result = self.diff()
+            state["diff"] = result.to_dict() if result is not None else {}
+        return state
+
     def _sync(self, figure: bool = False) -> None:
         """Push the current state to the widgets (no-op until the widget exists)."""
         if self._table is None:
             return
-        columns = self.shown_columns()
+        state = self._table_state(figure)
         self._syncing = True
         try:
             with self._table.hold_sync():
-                self._table.title = self.title
-                self._table.columns = [{"key": c, "label": column_label(c), "group": column_group(c)}
-                                       for c in columns]
-                self._table.rows = self.page_rows()
-                self._table.total = self.total
-                self._table.total_known = self.total_known
-                self._table.pages = self.pages
-                self._table.page = self.page
-                self._table.sort = {"column": self.sort_key.name, "descending": self.sort_key.descending}
-                self._table.selected = list(self.selected)
-                self._table.filter_text = self.filter
-                self._table.filter_error = self.filter_error
-                self._table.filter_hint = filter_example(self.page_frame())
-                self._table.show_all = self.show_all
-                self._table.hidden = self.hidden_count()
-                self._table.metrics = list(self._columns().metrics)
-                self._table.metric = self.metric
-                if figure:
-                    result = self.diff()
-                    self._table.diff = result.to_dict() if result is not None else {}
+                for name, value in state.items():
+                    setattr(self._table, name, value)
         finally:
             self._syncing = False
         if figure:
