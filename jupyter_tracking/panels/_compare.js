@@ -182,6 +182,17 @@ function render({ model, el }) {
     }
   }
 
+  // The figure beside this table sizes itself to its cell (plotly's responsive config listens to window
+  // resizes): tell it when the cell's width is known or changes.
+  if (typeof ResizeObserver !== "undefined") {
+    let width = 0;
+    const observer = new ResizeObserver((entries) => {
+      const now = Math.round(entries[0].contentRect.width);
+      if (now && now !== width) { width = now; window.dispatchEvent(new Event("resize")); }
+    });
+    observer.observe(el);
+  }
+
   function drawAll() { drawBar(); drawTable(); drawDiff(); }
   drawAll();
   model.on("change:rows", drawAll);
