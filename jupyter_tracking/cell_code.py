@@ -24,15 +24,40 @@ class CompiledCell:
     awaits: bool = False  # top-level `await` (run as a coroutine)
 
 
+class CellSyntaxError(Exception):
+    """A ``%%track`` cell's SyntaxError as the magic raises it, shown like Python's own for an untracked cell:
+    the cell and line (``Cell In[3], line 2``), the line and a caret, the message; none of the tracker's
+    frames (IPython prints every frame of a SyntaxError raised inside a magic). ``error`` is the original."""
+
+    def __init__(self, error: SyntaxError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+    def _render_traceback_(self) -> list[str]:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is None:
+            import traceback
+
+            return traceback.format_exception_only(type(self.error), self.error)
+        return shell.SyntaxTB.structured_traceback(type(self.error), self.error, [])
+
+
+CellSyntaxError.__name__ = CellSyntaxError.__qualname__ = "SyntaxError"  # the kernel's error reply names it so
+
+
 def compile_cell(shell: Any, code_text: str, raw_source: str) -> CompiledCell:
-    """Compile like IPython does (its cell file name, so tracebacks show the cell's lines)."""
+    """Compile like IPython does (its cell file name, so tracebacks show the cell's lines). A SyntaxError
+    names that file too, so it points at the cell's own line."""
     __tracebackhide__ = True
-    tree = ast.parse(code_text)
     number = context_module.execution_count() or shell.execution_count
     try:
         filename = shell.compile.cache(code_text, number, raw_code=raw_source)
     except TypeError:  # older IPython without raw_code
         filename = shell.compile.cache(code_text, number)
+    flags = getattr(shell.compile, "flags", 0)
+    tree = ast.parse(code_text, filename)
     last = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):
         last = ast.Expression(tree.body.pop().value)

@@ -124,15 +124,20 @@ class TrackingMagics(Magics):
             autolog=args.autolog, live=not args.no_live, steps=args.steps, system=args.system,
         )
         __tracebackhide__ = True
-        if args.grid is not None or args.search is not None:
-            return self._sweep(args, cell, options)
-        if args.stop_on_error or args.best_by or args.jobs is not None or args.cluster or args.trials or args.seed:
-            raise UsageError("%%track: --stop-on-error, --best-by, --jobs, --cluster, --trials and --seed go with "
-                             "--grid EXPR or --search EXPR")
-        from .secret_filter import redact_text
+        from .cell_code import CellSyntaxError
 
-        magic_line = redact_text(f"%%track {line}".strip())
-        run_tracked_cell(self.shell, cell, options, extra_tags={"jupyter_tracking.magic": magic_line})
+        try:
+            if args.grid is not None or args.search is not None:
+                return self._sweep(args, cell, options)
+            if args.stop_on_error or args.best_by or args.jobs is not None or args.cluster or args.trials or args.seed:
+                raise UsageError("%%track: --stop-on-error, --best-by, --jobs, --cluster, --trials and --seed go "
+                                 "with --grid EXPR or --search EXPR")
+            from .secret_filter import redact_text
+
+            magic_line = redact_text(f"%%track {line}".strip())
+            run_tracked_cell(self.shell, cell, options, extra_tags={"jupyter_tracking.magic": magic_line})
+        except SyntaxError as error:  # the cell's code: shown like Python's own, not through our frames
+            raise CellSyntaxError(error) from None
         return None
 
     def _sweep(self, args: Any, cell: str, options: Any) -> None:
@@ -146,6 +151,9 @@ class TrackingMagics(Magics):
         if args.search is None and (args.trials or args.seed is not None):
             raise UsageError("%%track: --trials and --seed go with --search EXPR")
         engine = EngineChoice(args.jobs, args.cluster)
+        from .cell_code import compile_cell
+
+        compile_cell(self.shell, self.shell.transform_cell(cell), cell)  # no sweep for code that cannot run
         try:
             best_by = parse_best_by(args.best_by, options.experiment)
             if args.grid is not None:

@@ -618,12 +618,28 @@ class RunDiff:
                                          fromfile=_label(self.run_a), tofile=_label(self.run_b), lineterm=""))
 
     def to_dict(self) -> dict:
-        """Plain data for front ends (every string unescaped: the renderer escapes)."""
+        """Plain data for front ends (every string unescaped: the renderer escapes). Changed rows come first;
+        numbers are also given as text in the card's format (``panels.numbers``), deltas with ``better``
+        (True/False by the metric's goal, None when unknown or unchanged)."""
+        from .goals import metric_goal
+        from .panels.numbers import format_delta, format_number
+
+        params = [{"key": k, "a": a, "b": b, "changed": a != b} for k, a, b in self.params]
+        metrics = []
+        for key, a, b in self.metrics:
+            delta = _delta(a, b)
+            goal = metric_goal(key, {})
+            better = None if not delta or goal is None else (delta < 0) == (goal == "min")
+            metrics.append({"key": key, "a": _num(a), "b": _num(b), "delta": delta,
+                            "a_text": _show(None) if a is None else format_number(a),
+                            "b_text": _show(None) if b is None else format_number(b),
+                            "delta_text": format_delta(b, a) if a is not None and b is not None else "",
+                            "changed": a != b, "better": better})
         return {
             "a": {"run_id": self.run_a.info.run_id, "label": _label(self.run_a)},
             "b": {"run_id": self.run_b.info.run_id, "label": _label(self.run_b)},
-            "params": [{"key": k, "a": a, "b": b, "changed": a != b} for k, a, b in self.params],
-            "metrics": [{"key": k, "a": _num(a), "b": _num(b), "delta": _delta(a, b)} for k, a, b in self.metrics],
+            "params": sorted(params, key=lambda row: not row["changed"]),
+            "metrics": sorted(metrics, key=lambda row: not row["changed"]),
             "code_same": self.code_a == self.code_b,
             "code_missing": self.code_a is None or self.code_b is None,
             "code_diff": self.code_diff,
@@ -631,16 +647,19 @@ class RunDiff:
 
     def __str__(self) -> str:
         lines = [f"diff {_label(self.run_a)}  vs  {_label(self.run_b)}"]
-        if self.params:
-            lines.append("params:")
-            for key, a, b in self.params:
-                mark = "*" if a != b else " "
-                lines.append(f" {mark} {key}: {_show(a)} -> {_show(b)}")
-        if self.metrics:
-            lines.append("metrics:")
-            for key, a, b in self.metrics:
-                delta = _delta(a, b)
-                lines.append(f"   {key}: {_fmt(a)} -> {_fmt(b)}" + (f" ({delta:+.4g})" if delta is not None else ""))
+        data = self.to_dict()
+        for section in ("params", "metrics"):
+            rows = data[section]
+            same = [row["key"] for row in rows if not row["changed"]]
+            if rows:
+                lines.append(f"{section}:")
+            for row in rows:
+                if row["changed"]:
+                    a, b = (row["a_text"], row["b_text"]) if section == "metrics" else (_show(row["a"]), _show(row["b"]))
+                    delta = f" ({row['delta_text']})" if row.get("delta_text") else ""
+                    lines.append(f" * {row['key']}: {a} -> {b}{delta}")
+            if same:
+                lines.append(f"   same in both: {', '.join(same)}")
         lines.append("code:")
         if self.code_a is None or self.code_b is None:
             lines.append("   (cell code not logged for one of the runs)")
@@ -674,10 +693,6 @@ def _num(value: float | None) -> float | None:
     return value
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.6g}"
-
-
 def _delta(a: float | None, b: float | None) -> float | None:
     if a is None or b is None:
         return None
@@ -694,25 +709,44 @@ def diff(run_a: str, run_b: str, *, location: StoreLocation | None = None) -> Ru
     return RunDiff(a, b, params, metrics, cell_source(a.info.run_id, location), cell_source(b.info.run_id, location))
 
 
+DIFF_GOOD = "var(--jp-success-color1,#1a7f37)"
+DIFF_BAD = "var(--jp-error-color1,#cf222e)"
+DIFF_MUTED = "var(--jp-ui-font-color2,#616161)"
+
+
 def diff_html(data: dict) -> str:
-    """HTML for a diff (``RunDiff.to_dict()``); every value from the store goes through ``html.escape``."""
+    """HTML for a diff (``RunDiff.to_dict()``): changed rows first with coloured deltas, unchanged ones folded,
+    theme colours with light fallbacks; every value from the store goes through ``html.escape``."""
     e = html.escape
     a, b = e(data["a"]["label"]), e(data["b"]["label"])
-    out = ['<div class="jt-diff" style="font-size:12px">',
-           f'<table class="jt-diff-table"><thead><tr><th></th><th>{a}</th><th>{b}</th><th></th></tr></thead><tbody>']
-    if data["params"]:
-        out.append('<tr><th colspan="4" style="text-align:left">params</th></tr>')
-    for row in data["params"]:
-        style = ' style="background:rgba(255,200,0,0.25)"' if row["changed"] else ""
-        out.append(f'<tr{style}><td>{e(row["key"])}</td><td>{e(_show(row["a"]))}</td>'
-                   f'<td>{e(_show(row["b"]))}</td><td>{"changed" if row["changed"] else ""}</td></tr>')
-    if data["metrics"]:
-        out.append('<tr><th colspan="4" style="text-align:left">metrics</th></tr>')
-    for row in data["metrics"]:
-        delta = "" if row["delta"] is None else f"{row['delta']:+.4g}"
-        out.append(f'<tr><td>{e(row["key"])}</td><td>{e(_fmt(row["a"]))}</td><td>{e(_fmt(row["b"]))}</td>'
-                   f'<td>{e(delta)}</td></tr>')
+    cell = 'style="padding:1px 8px;text-align:left"'
+    out = ['<div class="jt-diff" style="font-size:12px;color:var(--jp-content-font-color1,inherit);'
+           'max-width:100%;overflow-x:auto">',
+           f'<table class="jt-diff-table" style="border-collapse:collapse"><thead><tr><th {cell}></th>'
+           f'<th {cell}>{a}</th><th {cell}>{b}</th><th {cell}></th></tr></thead><tbody>']
+    folded = []
+    for section in ("params", "metrics"):
+        rows = data[section]
+        changed = [row for row in rows if row["changed"]]
+        same = [row["key"] for row in rows if not row["changed"]]
+        if changed:
+            out.append(f'<tr><th colspan="4" {cell}>{section}</th></tr>')
+        for row in changed:
+            if section == "metrics":
+                colour = DIFF_MUTED if row["better"] is None else (DIFF_GOOD if row["better"] else DIFF_BAD)
+                out.append(f'<tr><td {cell}>{e(row["key"])}</td><td {cell}>{e(row["a_text"])}</td>'
+                           f'<td {cell}>{e(row["b_text"])}</td>'
+                           f'<td style="padding:1px 8px;color:{colour}">{e(row["delta_text"])}</td></tr>')
+            else:
+                out.append(f'<tr style="background:rgba(255,170,0,0.18)"><td {cell}>{e(row["key"])}</td>'
+                           f'<td {cell}>{e(_show(row["a"]))}</td><td {cell}>{e(_show(row["b"]))}</td>'
+                           f'<td {cell}>changed</td></tr>')
+        if same:
+            folded.append(f"{section} {', '.join(same)}")
     out.append("</tbody></table>")
+    if folded:
+        out.append(f'<details style="color:{DIFF_MUTED}"><summary>same in both</summary>'
+                   f'{e("; ".join(folded))}</details>')
     if data["code_missing"]:
         out.append("<div>cell code: not logged for one of the runs</div>")
     elif data["code_same"]:
@@ -720,9 +754,10 @@ def diff_html(data: dict) -> str:
     else:
         lines = []
         for line in data["code_diff"]:
-            color = "#1a7f37" if line.startswith("+") else "#cf222e" if line.startswith("-") else "inherit"
+            color = DIFF_GOOD if line.startswith("+") else DIFF_BAD if line.startswith("-") else "inherit"
             lines.append(f'<span style="color:{color}">{e(line)}</span>')
-        out.append('<pre class="jt-code-diff" style="font-size:11px">' + "\n".join(lines) + "</pre>")
+        out.append('<pre class="jt-code-diff" style="font-size:11px;background:var(--jp-layout-color2,#f6f8fa);'
+                   'padding:6px;overflow:auto">' + "\n".join(lines) + "</pre>")
     out.append("</div>")
     return "".join(out)
 

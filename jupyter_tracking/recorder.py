@@ -102,6 +102,7 @@ class RunSummary:
     renamed_params: dict[str, str] = field(default_factory=dict)  # captured param -> derived key
     refused: list[str] = field(default_factory=list)  # what the store refused
     cell_logged: bool = False  # the cell (its MLflow calls, autolog) wrote into the run itself
+    note: str | None = None  # --note (the run's description)
 
 
 class RunRecorder:
@@ -560,6 +561,7 @@ class RunRecorder:
             tracking_uri=store_module.redact_uri(self.location.uri), cell_key=self.cell_key,
             child_runs=list(self.child_runs), renamed_params=renamed, refused=list(self.refused),
             cell_logged=self.cell_logged or bool(self.child_runs),
+            note=self.description,
         )
         for observer in list(self.observers):
             self._call_observer(observer, "on_run_end", self, status)

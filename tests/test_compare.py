@@ -153,7 +153,7 @@ def test_unknown_experiment_and_bad_initial_filter(panel_store):
 
 
 def test_format_cell():
-    assert compare.format_cell("metrics.a", 0.123456789) == "0.12346"
+    assert compare.format_cell("metrics.a", 0.123456789) == "0.1235"  # the card's number format
     assert compare.format_cell("duration_s", 75.0) == "1 min 15 s"
     assert compare.format_cell("params.a", None) == ""
     assert compare.format_cell("params.a", "x" * 500).endswith("\u2026")

@@ -6,7 +6,7 @@ import pytest
 from IPython.core.error import UsageError
 
 from jupyter_tracking import goals, queries, sweep
-from jupyter_tracking.panels.card import MIME_TYPE, Comparison, card_data, render_html, render_text
+from jupyter_tracking.panels.card import BAD, GOOD, MIME_TYPE, MUTED, Comparison, card_data, render_html, render_text
 from jupyter_tracking.recorder import RunSummary
 from tests.stores import runs_of, store_client
 
@@ -228,17 +228,17 @@ def test_card_shows_unknown_goals_neutral_and_known_ones_coloured():
     weird_row = page[page.index(">weird<"):].split("</tr>")[0]
     loss_row = page[page.index(">val_loss<"):].split("</tr>")[0]
     reward_row = page[page.index(">reward<"):].split("</tr>")[0]
-    assert '<span style="color:#888">+1 vs previous</span>' in weird_row  # neutral
-    assert '<span style="color:#2e7d32">−0.1 vs previous</span>' in loss_row  # a lower loss: better
-    assert '<span style="color:#2e7d32">+1 vs previous</span>' in reward_row  # a higher reward: better
+    assert f'<span style="color:{MUTED}">+1 vs previous</span>' in weird_row  # neutral
+    assert f'<span style="color:{GOOD}">-0.1000 vs previous</span>' in loss_row  # a lower loss: better
+    assert f'<span style="color:{GOOD}">+1 vs previous</span>' in reward_row  # a higher reward: better
     assert "weird=3 (+1 vs previous)" in render_text(data)
     # The experiment's override decides, and is carried in the JSON for the JupyterLab card.
     comparison.goals = {"weird": "max", "reward": "min"}
     data = card_data(_summary({"weird": 3.0, "reward": 5.0}), comparison, notebook=None, cell_id=None)
     assert [(m["key"], m["goal"]) for m in data["metrics"]] == [("reward", "min"), ("weird", "max")]
     page = render_html(data)
-    assert '<span style="color:#c62828">+1 vs previous</span>' in page[page.index(">reward<"):]
-    assert '<span style="color:#2e7d32">+1 vs previous</span>' in page[page.index(">weird<"):]
+    assert f'<span style="color:{BAD}">+1 vs previous</span>' in page[page.index(">reward<"):]
+    assert f'<span style="color:{GOOD}">+1 vs previous</span>' in page[page.index(">weird<"):]
 
 
 def _card_of(shell, source: str) -> dict:

@@ -81,3 +81,24 @@ def test_system_exit_in_a_cell_is_a_failed_run(project, cell):
     [run] = runs_of(project, "exits")
     assert run.info.status == "FAILED"
     assert notebook.cells[2].outputs == []  # `left_active` is None: nothing displayed
+
+
+def test_a_syntax_error_in_a_tracked_cell_reads_like_pythons_own_and_makes_no_run(kernel, project):
+    """Python's own short SyntaxError (the cell, its line, a caret), none of the tracker's frames, no run;
+    the same for a sweep (no parent run either)."""
+    import re
+
+    kernel.run_ok("%load_ext jupyter_tracking\n%track config --experiment syntax")
+    plain = kernel.execute("x = 1\nprint((x)\ny = 2\n")  # an untracked cell, for comparison
+    for cell in ("%%track\nx = 1\nprint((x)\ny = 2\n", "%%track --grid dict(a=[1, 2])\nx = 1\nprint((x)\ny = 2\n"):
+        done = kernel.execute(cell)
+        assert done.status == "error" and done.error == "SyntaxError"
+        text = re.sub(r"\x1b\[[0-9;]*m", "", done.traceback)
+        assert "magics.py" not in text and "cell.py" not in text and "jupyter_tracking" not in text, text
+        assert len(text.splitlines()) <= 5, text
+        assert re.search(r"Cell In\[\d+\], line 2\n\s+print\(\(x\)\n\s+\^\nSyntaxError: '\(' was never closed",
+                         text), text
+        assert text.split("line 2")[1] == re.sub(r"\x1b\[[0-9;]*m", "", plain.traceback).split("line 2")[1]
+    assert runs_of(project, "syntax") == []
+    kernel.run_ok("%%track\nok = 1\n")  # the kernel goes on tracking
+    assert len(runs_of(project, "syntax")) == 1

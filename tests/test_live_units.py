@@ -3,7 +3,9 @@ front-end detection and the system sampler's readers."""
 
 from __future__ import annotations
 
+import base64
 import math
+import re
 import sys
 import types
 import xml.etree.ElementTree as ET
@@ -14,7 +16,9 @@ import pytest
 from jupyter_tracking.panels import live
 from jupyter_tracking.panels._decimate import SeriesDecimator, group_metrics, metric_stem
 from jupyter_tracking.panels._figure import FigureLayout, grid_domains
-from jupyter_tracking.panels._static import Curve, Subplot, nice_ticks, render_svg, sparkline, text_summary
+from jupyter_tracking.panels._static import (
+    Curve, Subplot, nice_ticks, picture_bundle, render_svg, sparkline, text_summary,
+)
 from jupyter_tracking.system_metrics import GpuReader, SystemSampler
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -151,6 +155,26 @@ def test_svg_is_valid_escaped_and_deterministic():
     # train_loss and val_loss are split by the NaN into 2 segments each; val_acc too
     assert len(polylines) == 6
     assert render_svg(subplots_with(evil), heading="run <b>1</b>") == svg
+
+
+def test_picture_follows_the_theme_fills_its_cell_and_shows_untrusted():
+    """Transparent, text and frames in currentColor (a theme variable with a grey that reads on light and dark);
+    the same SVG as an <img> with alt text in text/html (untrusted notebooks show it), scaled to its cell."""
+    bundle = picture_bundle(subplots_with('a<"b'), "Training curves (finished)")
+    root = ET.fromstring(bundle["image/svg+xml"])
+    assert root.get("fill") == "currentColor" and "var(--jp-ui-font-color1," in root.get("style")
+    assert root.get("viewBox") == f"0 0 {root.get('width')} {root.get('height')}"
+    fills = {e.get("fill") for e in root.iter() if e.tag in (SVG + "rect", SVG + "text") and e.get("fill")}
+    assert not fills - {"none"} - {c.color for s in subplots_with() for c in s.curves}, fills
+    assert not [e for e in root.iter() if (e.get("stroke") or "").startswith("#")
+                and e.tag != SVG + "polyline"], "frames and grid lines are drawn in currentColor"
+    html = bundle["text/html"]
+    match = re.fullmatch(r'<img alt="([^"]*)" src="data:image/svg\+xml;base64,([^"]+)" style="([^"]+)">', html)
+    assert match, html
+    assert base64.b64decode(match.group(2)).decode() == bundle["image/svg+xml"]
+    assert "width:100%" in match.group(3) and "height:auto" in match.group(3)
+    assert match.group(1).startswith("Training curves (finished); a&lt;&quot;b")
+    assert "last 0.02237 (20 points)" in match.group(1)
 
 
 def test_text_summary_and_sparkline():

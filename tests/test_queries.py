@@ -164,6 +164,16 @@ def test_diff_params_metrics_and_code(store):
     assert "lr: 0.1 -> 0.01" in text and "-0.2" in text
     data = result.to_dict()
     assert data["metrics"][1]["delta"] == pytest.approx(-0.2)
+    # The card's look: changed rows first, the card's number format, deltas coloured by the metric's goal,
+    # unchanged rows folded into one line.
+    assert [p["key"] for p in data["params"]] == ["epochs", "lr", "opt"]
+    assert data["metrics"][1] | {"delta": None} == {
+        "key": "val_loss", "a": 0.5, "b": 0.3, "delta": None, "a_text": "0.5000", "b_text": "0.3000",
+        "delta_text": "-0.2000", "changed": True, "better": True}
+    assert "val_loss: 0.5000 -> 0.3000 (-0.2000)" in text and "same in both: opt" in text
+    page = result._repr_html_()
+    assert f'<td style="padding:1px 8px;color:{queries.DIFF_GOOD}">-0.2000</td>' in page
+    assert "<details" in page and "params opt" in page and "0.500000" not in page
     same = queries.diff(a, a, location=location)
     assert same.code_diff == [] and "same cell code" in str(same)
 

@@ -20,7 +20,6 @@ function render({ model, el }) {
 
   const filterInput = h("input", {
     class: "jt-filter", type: "text", spellcheck: "false",
-    placeholder: "filter: params.min_leaf = '3' and metrics.test_acc > 0.44   (Enter)",
   });
   const applyButton = h("button", { class: "jt-apply", text: "Filter" });
   const clearButton = h("button", { class: "jt-clear", text: "Clear" });
@@ -115,6 +114,7 @@ function render({ model, el }) {
     const hidden = model.get("hidden");
     toggleLabel.lastChild.textContent = model.get("show_all")
       ? " all columns" : " all columns (" + hidden + " constant hidden)";
+    filterInput.placeholder = "filter, e.g. " + model.get("filter_hint") + "   (Enter)";
     filterError.textContent = model.get("filter_error");
     filterError.style.display = model.get("filter_error") ? "block" : "none";
     if (document.activeElement !== filterInput) filterInput.value = model.get("filter_text");
@@ -122,7 +122,7 @@ function render({ model, el }) {
     const current = model.get("metric");
     metricSelect.replaceChildren();
     for (const m of metrics) {
-      const opt = h("option", { value: m, text: m });
+      const opt = h("option", { value: m, text: m.replace(/^metrics\./, "") });
       if (m === current) opt.selected = true;
       metricSelect.appendChild(opt);
     }
@@ -142,21 +142,32 @@ function render({ model, el }) {
       h("th", { text: diff.b.label }), h("th", { text: "" })])]));
     const body = h("tbody");
     const section = (name) => body.appendChild(h("tr", { class: "jt-diff-section" }, [h("th", { colspan: "4", text: name })]));
-    if (diff.params.length) section("params");
-    for (const p of diff.params) {
-      body.appendChild(h("tr", { class: p.changed ? "jt-changed" : "" }, [h("td", { text: p.key }),
+    // Changed rows first (the kernel sorts them so), unchanged ones folded into one line below the table.
+    const folded = [];
+    const changedParams = diff.params.filter((p) => p.changed);
+    if (changedParams.length) section("params");
+    for (const p of changedParams) {
+      body.appendChild(h("tr", { class: "jt-changed" }, [h("td", { text: p.key }),
         h("td", { text: p.a === null ? "-" : p.a }), h("td", { text: p.b === null ? "-" : p.b }),
-        h("td", { text: p.changed ? "changed" : "" })]));
+        h("td", { text: "changed" })]));
     }
-    const fmt = (v) => (v === null || v === undefined ? "-" : Number(v).toPrecision(6).replace(/\.?0+$/, ""));
-    if (diff.metrics.length) section("metrics");
-    for (const m of diff.metrics) {
-      const d = m.delta === null ? "" : (m.delta >= 0 ? "+" : "") + Number(m.delta).toPrecision(4);
-      body.appendChild(h("tr", {}, [h("td", { text: m.key }), h("td", { text: fmt(m.a) }),
-        h("td", { text: fmt(m.b) }), h("td", { text: d })]));
+    const sameParams = diff.params.filter((p) => !p.changed).map((p) => p.key);
+    if (sameParams.length) folded.push("params " + sameParams.join(", "));
+    const changedMetrics = diff.metrics.filter((m) => m.changed);
+    if (changedMetrics.length) section("metrics");
+    for (const m of changedMetrics) {
+      const cls = m.better === true ? "jt-better" : m.better === false ? "jt-worse" : "jt-neutral";
+      body.appendChild(h("tr", {}, [h("td", { text: m.key }), h("td", { text: m.a_text }),
+        h("td", { text: m.b_text }), h("td", { class: cls, text: m.delta_text })]));
     }
+    const sameMetrics = diff.metrics.filter((m) => !m.changed).map((m) => m.key);
+    if (sameMetrics.length) folded.push("metrics " + sameMetrics.join(", "));
     t.appendChild(body);
     diffBox.appendChild(t);
+    if (folded.length) {
+      diffBox.appendChild(h("details", { class: "jt-same" }, [h("summary", { text: "same in both" }),
+        h("span", { text: folded.join("; ") })]));
+    }
     if (diff.code_missing) {
       diffBox.appendChild(h("div", { class: "jt-code-note", text: "cell code: not logged for one of the runs" }));
     } else if (diff.code_same) {
@@ -169,6 +180,17 @@ function render({ model, el }) {
       }
       diffBox.appendChild(pre);
     }
+  }
+
+  // The figure beside this table sizes itself to its cell (plotly's responsive config listens to window
+  // resizes): tell it when the cell's width is known or changes.
+  if (typeof ResizeObserver !== "undefined") {
+    let width = 0;
+    const observer = new ResizeObserver((entries) => {
+      const now = Math.round(entries[0].contentRect.width);
+      if (now && now !== width) { width = now; window.dispatchEvent(new Event("resize")); }
+    });
+    observer.observe(el);
   }
 
   function drawAll() { drawBar(); drawTable(); drawDiff(); }

@@ -4,7 +4,9 @@ Kept free of plotly imports so it can be unit-tested and reused: ``live.py`` fee
 ``FigureWidget`` per panel. Every metric has two traces: x = step (shown) and x = seconds since the run
 started (hidden); the buttons in the figure swap them in the browser, so the toggle works while the cell
 is still running (browser-to-kernel events would wait until it ends). Subplots whose metrics are sampled
-by wall clock (``system/*``) use elapsed time in both traces.
+by wall clock (``system/*``) use elapsed time in both traces. Backgrounds are transparent and text a neutral grey
+(plotly cannot read JupyterLab's CSS variables), so the figure sits on light and dark themes alike; its width
+follows the cell (autosize).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from ._static import color_for
 
 ROW_HEIGHT = 270
 TITLE_HEIGHT = 70
+NEUTRAL_TEXT = "#787878"  # plotly cannot read CSS variables: a grey that reads on light and dark pages
+GRID = "rgba(128,128,128,0.25)"
 
 
 def escape(text: str) -> str:
@@ -100,7 +104,7 @@ class FigureLayout:
             "legend": "legend" + suffix,
             "visible": not time_axis,
             "line": {"color": color_for(index), "width": 2},
-            "hovertemplate": f"{escape_hover(key)}: %{{y:.5g}}<br>{x_label} %{{x:.4g}}<extra></extra>",
+            "hovertemplate": f"{escape_hover(key)}: %{{y:.4~g}}<br>{x_label} %{{x:.4~g}}<extra></extra>",
             "uid": f"{'t' if time_axis else 's'}{index}",
         }
 
@@ -111,7 +115,11 @@ class FigureLayout:
             "height": figure_height(len(self.groups)),
             "margin": {"l": 60, "r": 20, "t": 80, "b": 40},
             "hovermode": "x unified",
-            "template": "plotly_white",
+            "template": "none",
+            "autosize": True,
+            "paper_bgcolor": "rgba(0,0,0,0)",
+            "plot_bgcolor": "rgba(0,0,0,0)",
+            "font": {"color": NEUTRAL_TEXT, "family": "system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif"},
             "showlegend": True,
             "uirevision": "jt-live",
             "annotations": [],
@@ -122,14 +130,15 @@ class FigureLayout:
             layout["xaxis" + suffix] = {
                 "domain": list(x_domain), "anchor": "y" + suffix,
                 "title": {"text": "elapsed s" if group.time_only else "step", "standoff": 4},
-                "automargin": True,
+                "automargin": True, "gridcolor": GRID, "zerolinecolor": GRID, "linecolor": GRID,
             }
-            layout["yaxis" + suffix] = {"domain": list(y_domain), "anchor": "x" + suffix, "automargin": True}
+            layout["yaxis" + suffix] = {"domain": list(y_domain), "anchor": "x" + suffix, "automargin": True,
+                                        "gridcolor": GRID, "zerolinecolor": GRID, "linecolor": GRID}
             rising = group.id == "accuracy"  # accuracy climbs to the top right: its legend goes bottom right
             layout["legend" + suffix] = {
                 "x": x_domain[1], "y": y_domain[0] if rising else y_domain[1],
                 "xanchor": "right", "yanchor": "bottom" if rising else "top",
-                "xref": "paper", "yref": "paper", "bgcolor": "rgba(255,255,255,0.75)", "font": {"size": 11},
+                "xref": "paper", "yref": "paper", "bgcolor": "rgba(128,128,128,0.12)", "font": {"size": 11},
             }
             layout["annotations"].append({
                 "text": f"<b>{escape(group.title)}</b>", "x": x_domain[0], "y": y_domain[1],
@@ -152,6 +161,7 @@ class FigureLayout:
             time_titles[f"xaxis{suffix}.title.text"] = "elapsed s"
         return {
             "type": "buttons", "direction": "left", "showactive": True, "active": 0,
+            "bgcolor": "rgba(128,128,128,0.15)", "bordercolor": GRID, "font": {"color": NEUTRAL_TEXT},
             "x": 1.0, "xanchor": "right", "y": 1.0, "yanchor": "bottom", "pad": {"b": 16},
             "buttons": [
                 {"label": "x: step", "method": "update", "args": [{"visible": by_step}, step_titles]},

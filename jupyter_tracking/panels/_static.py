@@ -3,21 +3,33 @@
 Used for the image the saved notebook keeps (nbconvert, GitHub, reopened notebooks), for the image-only
 fallback front ends, and for terminals. Every text that comes from the run (metric names, run name) is
 escaped. The output is deterministic for the same data: no random ids, no clock readings.
+
+The SVG has no background and draws its text and frames in ``currentColor``: the root's colour is
+JupyterLab's ``--jp-ui-font-color1`` where the SVG sits in the page, and a grey that reads on light and dark
+pages (4.4:1 on white and on JupyterLab's dark background) where it is an image (JupyterLab draws
+``image/svg+xml`` as an ``<img>``, which sees no page styles). ``picture_bundle`` also wraps it in an
+``<img>`` in ``text/html``, which front ends show whether or not the notebook is trusted (an untrusted
+``image/svg+xml`` is not shown). The image scales with its cell (viewBox, width 100 %).
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .numbers import format_number
+
 PALETTE = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 )
 SPARK = "▁▂▃▄▅▆▇█"
+TEXT_FALLBACK = "#787878"  # contrast 4.4:1 on white and on #111 (JupyterLab's dark theme)
+IMAGE_MAX_WIDTH = 1200  # px: the picture fills its cell up to this width
 
 
 @dataclass
@@ -43,20 +55,6 @@ class Subplot:
 
 def color_for(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
-
-
-def format_number(value: float | None) -> str:
-    """Compact number for labels: 4 significant digits, no trailing noise."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    if value == 0:
-        return "0"
-    magnitude = abs(value)
-    if magnitude >= 1e5 or magnitude < 1e-3:
-        return f"{value:.3g}"
-    return f"{value:.4g}"
 
 
 def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
@@ -115,11 +113,11 @@ def render_svg(subplots: list[Subplot], heading: str | None = None, width: int =
 
     out: list[str] = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" font-family="Helvetica, Arial, sans-serif" font-size="11">',
-        f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>',
+        f'viewBox="0 0 {width} {height}" font-family="Helvetica, Arial, sans-serif" font-size="11" '
+        f'color="{TEXT_FALLBACK}" style="color:var(--jp-ui-font-color1,{TEXT_FALLBACK})" fill="currentColor">',
     ]
     if heading:
-        out.append(f'<text x="{gap}" y="20" font-size="13" fill="#222">{html.escape(heading)}</text>')
+        out.append(f'<text x="{gap}" y="20" font-size="13">{html.escape(heading)}</text>')
 
     y0 = top
     for row, row_h in zip(rows, row_heights):
@@ -136,10 +134,10 @@ def _subplot_svg(subplot, x0, y0, cell_w, plot_h, ml, mr, mt, mb, per_row_legend
     out = []
     px0, py0 = x0 + ml, y0 + mt
     pw, ph = cell_w - ml - mr, plot_h
-    out.append(f'<text x="{px0:.1f}" y="{y0 + 15:.1f}" font-size="12" font-weight="bold" fill="#333">'
+    out.append(f'<text x="{px0:.1f}" y="{y0 + 15:.1f}" font-size="12" font-weight="bold">'
                f"{html.escape(subplot.title)}</text>")
-    out.append(f'<rect x="{px0:.1f}" y="{py0:.1f}" width="{pw:.1f}" height="{ph:.1f}" fill="#f8f9fb" '
-               'stroke="#c8ccd2" stroke-width="1"/>')
+    out.append(f'<rect x="{px0:.1f}" y="{py0:.1f}" width="{pw:.1f}" height="{ph:.1f}" fill="none" '
+               'stroke="currentColor" stroke-opacity="0.35" stroke-width="1"/>')
     xlo, xhi = _range([c.x for c in subplot.curves], 0.0)
     ylo, yhi = _range([c.y for c in subplot.curves], 0.05)
 
@@ -151,15 +149,17 @@ def _subplot_svg(subplot, x0, y0, cell_w, plot_h, ml, mr, mt, mb, per_row_legend
 
     for tick in nice_ticks(ylo, yhi):
         y = sy(tick)
-        out.append(f'<line x1="{px0:.1f}" y1="{y:.1f}" x2="{px0 + pw:.1f}" y2="{y:.1f}" stroke="#e3e6ea"/>')
-        out.append(f'<text x="{px0 - 5:.1f}" y="{y + 4:.1f}" text-anchor="end" fill="#555">'
-                   f"{format_number(tick)}</text>")
+        out.append(f'<line x1="{px0:.1f}" y1="{y:.1f}" x2="{px0 + pw:.1f}" y2="{y:.1f}" stroke="currentColor" '
+                   'stroke-opacity="0.15"/>')
+        out.append(f'<text x="{px0 - 5:.1f}" y="{y + 4:.1f}" text-anchor="end">'
+                   f"{format_number(tick, trim=True)}</text>")
     for tick in nice_ticks(xlo, xhi):
         x = sx(tick)
-        out.append(f'<line x1="{x:.1f}" y1="{py0 + ph:.1f}" x2="{x:.1f}" y2="{py0 + ph + 4:.1f}" stroke="#888"/>')
-        out.append(f'<text x="{x:.1f}" y="{py0 + ph + 16:.1f}" text-anchor="middle" fill="#555">'
-                   f"{format_number(tick)}</text>")
-    out.append(f'<text x="{px0 + pw / 2:.1f}" y="{py0 + ph + 30:.1f}" text-anchor="middle" fill="#555">'
+        out.append(f'<line x1="{x:.1f}" y1="{py0 + ph:.1f}" x2="{x:.1f}" y2="{py0 + ph + 4:.1f}" '
+                   'stroke="currentColor" stroke-opacity="0.5"/>')
+        out.append(f'<text x="{x:.1f}" y="{py0 + ph + 16:.1f}" text-anchor="middle">'
+                   f"{format_number(tick, trim=True)}</text>")
+    out.append(f'<text x="{px0 + pw / 2:.1f}" y="{py0 + ph + 30:.1f}" text-anchor="middle">'
                f"{html.escape(subplot.x_label)}</text>")
 
     for curve in subplot.curves:
@@ -179,7 +179,7 @@ def _subplot_svg(subplot, x0, y0, cell_w, plot_h, ml, mr, mt, mb, per_row_legend
         ry = ly + (index // per_row_legend) * legend_row_h
         label = f"{curve.key} = {format_number(curve.last)}"
         out.append(f'<rect x="{lx:.1f}" y="{ry - 8:.1f}" width="12" height="3" fill="{curve.color}"/>')
-        out.append(f'<text x="{lx + 16:.1f}" y="{ry - 4:.1f}" fill="#222">{html.escape(label)}</text>')
+        out.append(f'<text x="{lx + 16:.1f}" y="{ry - 4:.1f}">{html.escape(label)}</text>')
     return out
 
 
@@ -234,3 +234,23 @@ def text_summary(subplots: list[Subplot], heading: str | None = None) -> str:
             f"  min {format_number(curve.min_value)}  max {format_number(curve.max_value)}  ({curve.count} points)"
         )
     return "\n".join(lines)
+
+
+def picture_html(svg: str, alt: str) -> str:
+    """``svg`` as an ``<img>`` (a data URI) that fills its cell: shown in trusted and untrusted notebooks."""
+    data = base64.b64encode(svg.encode("utf-8")).decode("ascii")
+    return (f'<img alt="{html.escape(alt)}" src="data:image/svg+xml;base64,{data}" '
+            f'style="width:100%;max-width:{IMAGE_MAX_WIDTH}px;height:auto">')
+
+
+def picture_bundle(subplots: list[Subplot], heading: str | None = None) -> dict[str, str]:
+    """The MIME bundle of a picture: the SVG, the same SVG as an ``<img>`` with alt text, and the text summary."""
+    svg = render_svg(subplots, heading=heading)
+    text = text_summary(subplots, heading)
+    return {"image/svg+xml": svg, "text/html": picture_html(svg, alt_text(subplots, heading)), "text/plain": text}
+
+
+def alt_text(subplots: list[Subplot], heading: str | None = None) -> str:
+    """One line describing the picture for screen readers: the heading and each curve's last value."""
+    curves = [f"{c.key} last {format_number(c.last)} ({c.count} points)" for s in subplots for c in s.curves]
+    return "; ".join(([heading] if heading else []) + curves) or "no curves"

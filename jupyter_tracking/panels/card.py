@@ -10,23 +10,35 @@ The card lists everything the run holds: what was captured, and what the cell lo
 autolog; marked ``logged: true`` and grouped after the captured items). It stays small whatever the run holds:
 the most relevant ``SHOWN_METRICS`` metrics and ``SHOWN_PARAMS`` params are shown, the rest counted and folded
 (at most ``FOLDED_ITEMS`` of them named; the JSON carries ``params_total`` / ``metrics_total``).
+
+Only what changed is shown (a run like its predecessor says "no change" once), a metric that beats the
+experiment's earlier best gets a "new best" badge, and "best" is left out where the previous run is the best.
+Numbers follow ``numbers.format_number``; the JSON carries the formatted strings (``value_text``,
+``delta_text``, ``best_text``) and the rule (``number_format``) so the JupyterLab card shows the same text.
+Colours are JupyterLab's ``--jp-*`` variables with light-theme fallbacks (nbconvert, GitHub).
 """
 
 from __future__ import annotations
 
 import html
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..goals import metric_goal
+from .numbers import NUMBER_FORMAT, changed, format_delta, format_number
 from .text import visible
 
 MIME_TYPE = "application/vnd.jupyter-tracking.run+json"
 SHOWN_PARAMS = 30
 SHOWN_METRICS = 20
 FOLDED_ITEMS = 200
-STATUS_COLOURS = {"FINISHED": "#2e7d32", "FAILED": "#c62828", "KILLED": "#ef6c00", "RUNNING": "#1565c0"}
+GOOD = "var(--jp-success-color1,#2e7d32)"
+BAD = "var(--jp-error-color1,#c62828)"
+MUTED = "var(--jp-ui-font-color2,#616161)"
+NOTICE = "var(--jp-warn-color0,#8a6d3b)"
+CHANGED_BACKGROUND = "rgba(255,170,0,0.18)"  # a tint under inherited text: readable on light and dark
+STATUS_COLOURS = {"FINISHED": GOOD, "FAILED": BAD, "KILLED": "var(--jp-warn-color1,#ef6c00)",
+                  "RUNNING": "var(--jp-brand-color1,#1565c0)"}
 
 
 @dataclass
@@ -38,30 +50,6 @@ class Comparison:
     previous_metrics: dict[str, float] = field(default_factory=dict)
     best: dict[str, tuple[float, str]] = field(default_factory=dict)  # key -> (value, run id)
     goals: dict[str, str] = field(default_factory=dict)  # the experiment's overrides (goals.metric_goal)
-
-
-def format_number(value: float | None) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-        return str(value)
-    if value == 0:
-        return "0"
-    magnitude = abs(value)
-    if magnitude >= 1e5 or magnitude < 1e-3:
-        return f"{value:.3e}"
-    if float(value).is_integer():
-        return str(int(value))
-    return f"{value:.4g}"
-
-
-def format_delta(value: float, reference: float | None) -> str:
-    if reference is None or any(math.isnan(x) or math.isinf(x) for x in (value, reference)):
-        return ""
-    delta = value - reference
-    if delta == 0:
-        return "±0"
-    return ("+" if delta > 0 else "−") + format_number(abs(delta))
 
 
 def format_duration(seconds: float | None) -> str:
@@ -106,18 +94,18 @@ def card_data(summary: Any, comparison: Comparison, *, notebook: str | None, cel
     metrics = []
     for key, (value, by_cell) in metric_values.items():
         best = comparison.best.get(key)
-        metrics.append(
-            {
-                "key": key,
-                "value": value,
-                "previous": comparison.previous_metrics.get(key),
-                "best": best[0] if best else None,
-                "best_run_id": best[1] if best else None,
-                "goal": metric_goal(key, comparison.goals),
-                "steps": summary.step_counts.get(key, 0),
-                **({"logged": True} if by_cell else {}),
-            }
-        )
+        entry = {
+            "key": key,
+            "value": value,
+            "previous": comparison.previous_metrics.get(key),
+            "best": best[0] if best else None,
+            "best_run_id": best[1] if best else None,
+            "goal": metric_goal(key, comparison.goals),
+            "steps": summary.step_counts.get(key, 0),
+            **({"logged": True} if by_cell else {}),
+        }
+        entry.update(_metric_texts(entry, comparison.previous_run_id))
+        metrics.append(entry)
     params_total, metrics_total = len(params), len(metrics)
     params = params[: SHOWN_PARAMS + FOLDED_ITEMS]
     metrics = _most_relevant(metrics)[: SHOWN_METRICS + FOLDED_ITEMS]
@@ -137,6 +125,10 @@ def card_data(summary: Any, comparison: Comparison, *, notebook: str | None, cel
         "cell_id": cell_id,
         "previous_run_id": comparison.previous_run_id,
         "best_run_id": best_run_id,
+        "note": getattr(summary, "note", None),
+        "no_change": comparison.previous_run_id is not None
+        and not any(p["changed"] for p in params) and not any(m["delta_text"] for m in metrics),
+        "number_format": dict(NUMBER_FORMAT),
         "params": params,
         "metrics": metrics,
         "params_total": params_total,
@@ -169,6 +161,21 @@ def _shown_and_folded(data: dict[str, Any], kind: str) -> tuple[list[dict], list
     return items[:limit], items[limit:], total - len(items), by_cell
 
 
+def _metric_texts(metric: dict[str, Any], previous_run_id: str | None) -> dict[str, Any]:
+    """The formatted strings of a metric's row and whether it is a new best (the JSON carries them)."""
+    value, best = metric["value"], metric["best"]
+    new_best = best is not None and _better(metric, best) is True
+    # "best" is said only where it adds something: not a new best, not the previous run, not this value.
+    show_best = (best is not None and not new_best and metric["best_run_id"] != previous_run_id
+                 and changed(value, best))
+    return {
+        "value_text": format_number(value),
+        "delta_text": format_delta(value, metric["previous"]),
+        "best_text": format_number(best) if show_best else "",
+        "new_best": new_best,
+    }
+
+
 def render_text(data: dict[str, Any]) -> str:
     """Plain-text card: a header line, params (changed ones marked), metrics with deltas."""
     run_id = data["run_id"] or "(spooled)"
@@ -178,6 +185,8 @@ def render_text(data: dict[str, Any]) -> str:
     ]
     shown_params = [param for param in _shown_and_folded(data, "params")[0] if not param.get("logged")]
     shown_metrics = [metric for metric in _shown_and_folded(data, "metrics")[0] if not metric.get("logged")]
+    if data.get("note"):
+        lines.append(f"note:    {data['note']}")
     if shown_params:
         parts = []
         for param in shown_params:
@@ -189,19 +198,22 @@ def render_text(data: dict[str, Any]) -> str:
     if shown_metrics:
         parts = []
         for metric in shown_metrics:
-            text = f"{metric['key']}={format_number(metric['value'])}"
+            text = f"{metric['key']}={metric['value_text']}"
             extras = []
-            delta = format_delta(metric["value"], metric["previous"])
-            if delta:
-                extras.append(f"{delta} vs previous")
-            if metric["best"] is not None:
-                extras.append(f"best {format_number(metric['best'])}")
+            if metric["new_best"]:
+                extras.append("new best")
+            if metric["delta_text"]:
+                extras.append(f"{metric['delta_text']} vs previous")
+            if metric["best_text"]:
+                extras.append(f"best {metric['best_text']}")
             if metric["steps"] > 1:
                 extras.append(f"{metric['steps']} steps")
             if extras:
                 text += f" ({', '.join(extras)})"
             parts.append(text)
         lines.append("metrics: " + ", ".join(parts))
+    if data.get("no_change"):
+        lines.append("no change from the previous run")
     lines.extend(_logged_and_folded_lines(data))
     lines.extend(_run_notes(data))
     return visible("\n".join(lines))
@@ -268,42 +280,49 @@ def _better(metric: dict[str, Any], reference: float | None) -> bool | None:
 def render_html(data: dict[str, Any]) -> str:
     """HTML card with inline styles (GitHub and nbconvert keep them); every value is escaped."""
     esc = html.escape
-    colour = STATUS_COLOURS.get(data["status"], "#555")
+    colour = STATUS_COLOURS.get(data["status"], MUTED)
+    badge = (f' <span style="background:{GOOD};color:var(--jp-ui-inverse-font-color1,#fff);border-radius:8px;'
+             f'padding:0 6px;font-size:11px;font-weight:600">new best</span>')
     head = (
         f'<div style="font-weight:600">{esc(str(data["run_name"] or ""))} '
         f'<span style="color:{colour}">{esc(data["status"])}</span> '
-        f'<span style="color:#666;font-weight:400">{esc(format_duration(data["duration_s"]))} · '
-        f'experiment {esc(str(data["experiment_name"]))} · run {esc(str(data["run_id"] or "spooled"))}</span></div>'
+        f'<span style="color:{MUTED};font-weight:400">{esc(format_duration(data["duration_s"]))} · '
+        f'experiment {esc(str(data["experiment_name"]))} · run {esc(str(data["run_id"] or "spooled"))}</span>'
+        f'{badge if any(m.get("new_best") for m in data["metrics"]) else ""}</div>'
     )
+    note = f'<div style="font-style:italic;margin-top:2px">{esc(data["note"])}</div>' if data.get("note") else ""
+    cell = "padding:1px 8px"
     rows = []
     shown_params, folded_params, unnamed_params, _ = _shown_and_folded(data, "params")
     shown_metrics, folded_metrics, unnamed_metrics, _ = _shown_and_folded(data, "metrics")
     for param in [param for param in shown_params if not param.get("logged")]:
-        changed = param["changed"]
-        was = "" if not changed else f' <span style="color:#888">(was {esc(_short(param["previous"]) if param["previous"] is not None else "unset")})</span>'
-        style = "background:#fff3cd;" if changed else ""
+        changed_ = param["changed"]
+        was = "" if not changed_ else f' <span style="color:{MUTED}">(was {esc(_short(param["previous"]) if param["previous"] is not None else "unset")})</span>'
+        style = f"background:{CHANGED_BACKGROUND};" if changed_ else ""
         rows.append(
-            f'<tr style="{style}"><td style="padding:1px 8px;color:#555">param</td>'
-            f'<td style="padding:1px 8px">{esc(param["key"])}</td>'
-            f'<td style="padding:1px 8px">{esc(_short(param["value"]))}{was}</td></tr>'
+            f'<tr style="{style}"><td style="{cell};color:{MUTED}">param</td>'
+            f'<td style="{cell}">{esc(param["key"])}</td>'
+            f'<td style="{cell}">{esc(_short(param["value"]))}{was}</td></tr>'
         )
     for metric in [metric for metric in shown_metrics if not metric.get("logged")]:
-        delta = format_delta(metric["value"], metric["previous"])
         better = _better(metric, metric["previous"])
-        delta_colour = "#888" if better is None else ("#2e7d32" if better else "#c62828")
+        delta_colour = MUTED if better is None else (GOOD if better else BAD)
         extras = []
-        if delta:
-            extras.append(f'<span style="color:{delta_colour}">{esc(delta)} vs previous</span>')
-        if metric["best"] is not None:
-            extras.append(f'<span style="color:#888">best {esc(format_number(metric["best"]))}</span>')
+        if metric["new_best"]:
+            extras.append(badge.strip())
+        if metric["delta_text"]:
+            extras.append(f'<span style="color:{delta_colour}">{esc(metric["delta_text"])} vs previous</span>')
+        if metric["best_text"]:
+            extras.append(f'<span style="color:{MUTED}">best {esc(metric["best_text"])}</span>')
         if metric["steps"] > 1:
-            extras.append(f'<span style="color:#888">{metric["steps"]} steps</span>')
+            extras.append(f'<span style="color:{MUTED}">{metric["steps"]} steps</span>')
         rows.append(
-            f'<tr><td style="padding:1px 8px;color:#555">metric</td>'
-            f'<td style="padding:1px 8px">{esc(metric["key"])}</td>'
-            f'<td style="padding:1px 8px"><b>{esc(format_number(metric["value"]))}</b> {" · ".join(extras)}</td></tr>'
+            f'<tr><td style="{cell};color:{MUTED}">metric</td>'
+            f'<td style="{cell}">{esc(metric["key"])}</td>'
+            f'<td style="{cell}"><b>{esc(metric["value_text"])}</b> {" · ".join(extras)}</td></tr>'
         )
-    table = f'<table style="border-collapse:collapse;font-size:12px;margin-top:4px">{"".join(rows)}</table>' if rows else ""
+    table = (f'<table style="border-collapse:collapse;font-size:12px;margin-top:4px;color:inherit">{"".join(rows)}'
+             '</table>') if rows else ""
     logged = [item for item in [*shown_params, *shown_metrics] if item.get("logged")]
     by_cell = sum(1 for item in [*data["params"], *data["metrics"]] if item.get("logged"))
     if logged:
@@ -311,10 +330,13 @@ def render_html(data: dict[str, Any]) -> str:
     folded = [*folded_params, *folded_metrics]
     if folded or unnamed_params or unnamed_metrics:
         table += _folded_html("more", folded, unnamed_params + unnamed_metrics)
-    footer = "".join(f'<div style="color:#8a6d3b;font-size:12px">{esc(note)}</div>' for note in _run_notes(data))
+    same = (f'<div style="color:{MUTED};font-size:12px">no change from the previous run</div>'
+            if data.get("no_change") else "")
+    footer = "".join(f'<div style="color:{NOTICE};font-size:12px">{esc(note)}</div>' for note in _run_notes(data))
     return (
         f'<div class="jupyter-tracking-card" style="border-left:4px solid {colour};padding:4px 10px;'
-        f'font-family:var(--jp-ui-font-family,sans-serif);font-size:13px">{head}{table}{footer}</div>'
+        f'color:var(--jp-content-font-color1,inherit);font-family:var(--jp-ui-font-family,sans-serif);'
+        f'font-size:13px;max-width:100%;overflow-x:auto">{head}{note}{table}{same}{footer}</div>'
     )
 
 
@@ -326,14 +348,14 @@ def _folded_html(label: str, items: list[dict[str, Any]], unnamed: int, *, open_
     for item in items:
         kind = "metric" if "steps" in item else "param"
         value = format_number(item["value"]) if kind == "metric" else _short(item["value"])
-        rows.append(f'<tr><td style="padding:1px 8px;color:#555">{kind}</td><td style="padding:1px 8px">'
+        rows.append(f'<tr><td style="padding:1px 8px;color:{MUTED}">{kind}</td><td style="padding:1px 8px">'
                     f'{esc(item["key"])}</td><td style="padding:1px 8px">{esc(value)}</td></tr>')
     if unnamed:
-        rows.append(f'<tr><td colspan="3" style="padding:1px 8px;color:#888">and {unnamed} more</td></tr>')
+        rows.append(f'<tr><td colspan="3" style="padding:1px 8px;color:{MUTED}">and {unnamed} more</td></tr>')
     total = len(items) + unnamed
     summary = esc(label) if open_ else f"{total} more ({esc(_counts(items, unnamed))})"
     return (f'<details{" open" if open_ else ""} style="font-size:12px;margin-top:2px"><summary style="cursor:pointer;'
-            f'color:#555">{summary}</summary><table style="border-collapse:collapse">{"".join(rows)}</table></details>')
+            f'color:{MUTED}">{summary}</summary><table style="border-collapse:collapse">{"".join(rows)}</table></details>')
 
 
 def _counts(items: list[dict[str, Any]], unnamed: int) -> str:

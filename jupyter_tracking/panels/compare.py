@@ -51,6 +51,7 @@ def _table_widget_class():
         filter_text = t.Unicode("").tag(sync=True)
         filter_request = t.Dict().tag(sync=True)
         filter_error = t.Unicode("").tag(sync=True)
+        filter_hint = t.Unicode("").tag(sync=True)
         show_all = t.Bool(False).tag(sync=True)
         hidden = t.Int(0).tag(sync=True)
         metrics = t.List().tag(sync=True)
@@ -212,7 +213,8 @@ class RunsPanel:
         try:
             pager = self._open(text, self.sort_key)
         except queries.QueryError as exc:
-            self.filter_error = _with_suggestion(f"Filter not applied: {exc}", text, self.page_frame())
+            self.filter_error = _with_suggestion(f"Filter not applied: {_plain(queries.one_line(exc))}", text,
+                                                 self.page_frame())
             self._sync()
             return False
         self.filter, self.filter_error, self.page = text, "", 0
@@ -274,12 +276,13 @@ class RunsPanel:
         if self._box is None:
             import ipywidgets
 
-            self._table = _table_widget_class()()
+            # The first state goes with the widget's creation (not as updates racing its model in the browser).
+            self._table = _table_widget_class()(**self._table_state(figure=True))
             self._figure = _new_figure()
-            self._sync(figure=True)
+            self._box = ipywidgets.VBox([self._table], layout={"width": "100%"})
+            self._draw_figure()
             self._table.observe(self._on_widget_change,
                                 names=["filter_request", "sort", "page", "selected", "show_all", "metric"])
-            self._box = ipywidgets.VBox([self._table, self._figure])
         return self._box
 
     @property
@@ -314,40 +317,43 @@ class RunsPanel:
             self.filter_error = f"Could not update the panel: {queries.one_line(exc)}"
             self._sync()
 
+    def _table_state(self, figure: bool = False) -> dict:
+        """What the table widget shows: its synced traits."""
+        state = {
+            "title": self.title,
+            "columns": [{"key": c, "label": column_label(c), "group": column_group(c)} for c in self.shown_columns()],
+            "rows": self.page_rows(), "total": self.total, "total_known": self.total_known, "pages": self.pages,
+            "page": self.page, "sort": {"column": self.sort_key.name, "descending": self.sort_key.descending},
+            "selected": list(self.selected), "filter_text": self.filter, "filter_error": self.filter_error,
+            "filter_hint": filter_example(self.page_frame()), "show_all": self.show_all,
+            "hidden": self.hidden_count(), "metrics": list(self._columns().metrics), "metric": self.metric,
+        }
+        if figure:
+            result = self.diff()
+            state["diff"] = result.to_dict() if result is not None else {}
+        return state
+
     def _sync(self, figure: bool = False) -> None:
         """Push the current state to the widgets (no-op until the widget exists)."""
         if self._table is None:
             return
-        columns = self.shown_columns()
+        state = self._table_state(figure)
         self._syncing = True
         try:
             with self._table.hold_sync():
-                self._table.title = self.title
-                self._table.columns = [{"key": c, "label": column_label(c), "group": column_group(c)}
-                                       for c in columns]
-                self._table.rows = self.page_rows()
-                self._table.total = self.total
-                self._table.total_known = self.total_known
-                self._table.pages = self.pages
-                self._table.page = self.page
-                self._table.sort = {"column": self.sort_key.name, "descending": self.sort_key.descending}
-                self._table.selected = list(self.selected)
-                self._table.filter_text = self.filter
-                self._table.filter_error = self.filter_error
-                self._table.show_all = self.show_all
-                self._table.hidden = self.hidden_count()
-                self._table.metrics = list(self._columns().metrics)
-                self._table.metric = self.metric
-                if figure:
-                    result = self.diff()
-                    self._table.diff = result.to_dict() if result is not None else {}
+                for name, value in state.items():
+                    setattr(self._table, name, value)
         finally:
             self._syncing = False
         if figure:
             self._draw_figure()
 
     def _draw_figure(self) -> None:
+        """Redraw the figure; the box shows it only when it has something to draw (no empty area)."""
         draw_figure(self._figure, self)
+        children = (self._table, self._figure) if self._figure.data else (self._table,)
+        if self._box is not None and tuple(self._box.children) != children:
+            self._box.children = children
 
     # ------------------------------------------------------------------------------------------ display
 
@@ -420,7 +426,7 @@ def column_group(column: str) -> str:
 
 
 def format_cell(column: str, value: Any) -> str:
-    """One table cell as text (the front end escapes it): numbers to 4-5 significant digits, times short."""
+    """One table cell as text (the front end escapes it): numbers as on the card (4 digits), times short."""
     if value is None:
         return ""
     if isinstance(value, float) and math.isnan(value):
@@ -433,7 +439,9 @@ def format_cell(column: str, value: Any) -> str:
     if column == "duration_s":
         return format_duration(float(value))
     if column.startswith("metrics.") and isinstance(value, (int, float)):
-        return f"{value:.5g}"
+        from .numbers import format_number
+
+        return format_number(value)
     text = str(value)
     return text if len(text) <= 200 else text[:199] + "\u2026"
 
@@ -448,17 +456,27 @@ def format_duration(seconds: float) -> str:
     return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60)} min"
 
 
+NEUTRAL_TEXT = "#787878"  # reads on light and dark pages; _compare.css turns it into the theme's text colour
+GRID = "rgba(128,128,128,0.25)"
+
+
 def _new_figure():
-    """The panel's one FigureWidget: curves on top (x/y axes), parallel coordinates below (a domain)."""
+    """The panel's one FigureWidget: curves on top (x/y axes), parallel coordinates below (a domain).
+    Transparent, as wide as its cell (plotly's autosize and responsive config), themed by ``_compare.css``."""
     import plotly.graph_objects as go
 
-    return go.FigureWidget(layout={
-        "height": 560, "margin": {"l": 60, "r": 30, "t": 40, "b": 20},
-        "paper_bgcolor": "white", "plot_bgcolor": "white",
-        "xaxis": {"domain": [0, 1], "anchor": "y", "gridcolor": "#eee", "zerolinecolor": "#ddd"},
-        "yaxis": {"domain": [0.56, 1], "anchor": "x", "gridcolor": "#eee", "zerolinecolor": "#ddd"},
-        "legend": {"x": 1.01, "y": 1, "xanchor": "left"}, "title": {"x": 0.01, "xanchor": "left"},
+    figure = go.FigureWidget(layout={
+        "height": 560, "autosize": True, "margin": {"l": 60, "r": 30, "t": 40, "b": 20},
+        "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
+        "font": {"color": NEUTRAL_TEXT},
+        "xaxis": {"domain": [0, 1], "anchor": "y", "gridcolor": GRID, "zerolinecolor": GRID, "automargin": True},
+        "yaxis": {"domain": [0.56, 1], "anchor": "x", "gridcolor": GRID, "zerolinecolor": GRID, "automargin": True},
+        "legend": {"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom", "bgcolor": "rgba(0,0,0,0)"},
+        "title": {"x": 0.01, "xanchor": "left"},
     })
+    figure._config = {**(figure._config or {}), "responsive": True, "displaylogo": False}
+    figure.add_class("jt-plotly")
+    return figure
 
 
 PARCOORDS_DOMAIN = {"x": [0.02, 0.92], "y": [0, 0.38]}
@@ -483,21 +501,27 @@ def draw_figure(figure, panel: RunsPanel) -> None:
         histories = queries.metric_history(ids, key, panel.location)
         for run_id in ids:
             steps, values = histories.get(run_id, ([], []))
-            name = by_id.loc[run_id, "run_name"] if run_id in by_id.index else run_id
+            if len(steps) < 2:
+                continue  # a single value is no curve: the table and parallel coordinates show it
+            name = by_id.loc[run_id, "run_name"] if run_id in by_id.index else ""
             curves.append(go.Scatter(x=steps, y=values, mode="lines+markers" if len(steps) < 30 else "lines",
-                                     name=_plot_text(f"{name or run_id[:8]}"), meta=run_id,
-                                     hovertemplate="step %{x}<br>%{y:.5g}<extra>%{fullData.name}</extra>"))
+                                     name=_plot_text(run_label(name, run_id)), meta=run_id,
+                                     hovertemplate="step %{x}<br>%{y:.4~g}<extra>%{fullData.name}</extra>"))
     parcoords = parcoords_trace(frame, metric, panel.show_all)
     traces = curves + ([parcoords] if parcoords is not None else [])
     figure.data = []
     if traces:
         figure.add_traces(traces)
+    values = [v for c in curves for v in c.y if v is not None and math.isfinite(v)]
     with figure.batch_update():
-        figure.layout.title = {"text": _plot_text(
-            f"{key}: curves of the selected runs" if curves else
-            ("select runs to overlay their curves" if metric else "no metrics logged")), "font": {"size": 13}, "x": 0.01, "xanchor": "left"}
+        figure.layout.title = {"text": _plot_text(f"{key}: curves of the selected runs") if curves else "",
+                               "font": {"size": 13}, "x": 0.01, "xanchor": "left"}
+        figure.layout.height = (300 if curves else 0) + (260 if parcoords is not None else 0) + 40
+        figure.layout.yaxis.domain = [0.5, 1] if parcoords is not None else [0, 1]
+        figure.layout.xaxis.visible = figure.layout.yaxis.visible = bool(curves)
         figure.layout.xaxis.title = "step"
         figure.layout.yaxis.title = _plot_text(key)
+        figure.layout.yaxis.type = "log" if spans_decades(values) else "linear"
         figure.layout.showlegend = bool(curves)
 
 
@@ -506,11 +530,13 @@ def parcoords_trace(rows: pd.DataFrame, metric: str, show_all: bool = False):
     import pandas as pd
     import plotly.graph_objects as go
 
-    if rows is None or not len(rows):
+    if rows is None or len(rows) < 2:
         return None
     params = queries.param_columns(rows)
-    if not show_all and len(rows) > 1:
+    if not show_all:
         params = queries.varying_columns(rows, params)
+        if len(params) < 2:
+            return None  # one varying param against a metric is a scatter, not parallel coordinates
     dimensions = []
     for column in params[:12]:
         series = rows[column]
@@ -532,10 +558,48 @@ def parcoords_trace(rows: pd.DataFrame, metric: str, show_all: bool = False):
         dimensions.append({"label": _plot_text(column_label(metric)), "values": values.tolist()})
         if values.notna().any():
             line = {"color": values.fillna(values.min()).tolist(), "colorscale": "Viridis", "showscale": True,
-                    "colorbar": {"len": 0.4, "y": 0.2}}
+                    "colorbar": {"len": 0.45, "y": 0.22, "title": {"text": _plot_text(column_label(metric)),
+                                                                 "side": "right"},
+                                 "tickformat": ".3~g", "outlinewidth": 0}}
     if not dimensions:
         return None
     return go.Parcoords(dimensions=dimensions, line=line, name="params", domain=PARCOORDS_DOMAIN)
+
+
+def run_label(name: str | None, run_id: str) -> str:
+    """A run in legends: "name · 1a2b3c4d" (runs often share a name), or the short id alone."""
+    return f"{name} · {run_id[:8]}" if name else run_id[:8]
+
+
+def spans_decades(values: list[float]) -> bool:
+    """Whether positive ``values`` span two decades or more (drawn on a log axis then)."""
+    return bool(values) and min(values) > 0 and max(values) / min(values) >= 100
+
+
+def filter_example(frame: pd.DataFrame) -> str:
+    """A filter written with this experiment's own params and metrics (the filter box's placeholder)."""
+    from .numbers import format_number
+
+    parts = []
+    params = queries.param_columns(frame) if len(frame) else []
+    metrics = queries.metric_columns(frame) if len(frame) else []
+    for column in params[:1]:
+        value = frame[column].dropna()
+        if len(value):
+            parts.append(f"{column} = '{value.iloc[0]}'")
+    for column in metrics[:1]:
+        value = frame[column].dropna()
+        if len(value):
+            parts.append(f"{column} > {format_number(float(value.median()), trim=True)}")
+    return " and ".join(parts) or "attributes.status = 'FINISHED'"
+
+
+def _plain(message: str) -> str:
+    """A message with Python's list/set reprs (``{'a', 'b'}``) written as plain lists (a, b)."""
+    import re
+
+    return re.sub(r"[\[{]((?:'[^']*'(?:, )?)+)[\]}]",
+                  lambda m: ", ".join(sorted(re.findall(r"'([^']*)'", m.group(1)))), message)
 
 
 def runs(

@@ -14,7 +14,8 @@ a ``PanelState`` to one *view*, chosen once per run by ``live_mode()``:
 - ``terminal`` terminal IPython: a progress line rewritten in place on stderr.
 
 At ``on_run_end`` every view leaves the same thing behind: a static bundle (``image/svg+xml`` of the
-final curves plus a ``text/plain`` summary), which the saved notebook keeps for nbconvert and GitHub.
+final curves, the same SVG as an ``<img>`` in ``text/html`` for untrusted notebooks, and a ``text/plain``
+summary), which the saved notebook keeps for nbconvert and GitHub.
 plotly and ipywidgets are imported only when a widget panel is first shown.
 """
 
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._decimate import DEFAULT_CAPACITY, POINT_BUDGET, MetricGroup, SeriesDecimator, group_metrics, reduce_points
-from ._static import Curve, Subplot, color_for, render_svg, text_summary
+from ._static import Curve, Subplot, color_for, picture_bundle
 
 MODES = ("widget", "image", "text", "terminal", "off")
 MODE_ENV = "JUPYTER_TRACKING_LIVE"
@@ -203,12 +204,7 @@ class PanelState:
 
 def static_bundle(state: PanelState) -> dict[str, str]:
     """The picture kept in the saved notebook: an SVG of the curves and a text summary (deterministic)."""
-    subplots = state.subplots()
-    heading = f"Training curves ({state.status.lower()})"
-    return {
-        "image/svg+xml": render_svg(subplots),
-        "text/plain": text_summary(subplots, heading),
-    }
+    return picture_bundle(state.subplots(), f"Training curves ({state.status.lower()})")
 
 
 def format_duration(seconds: float) -> str:
@@ -462,6 +458,7 @@ class WidgetView(_View):
         traces = [t for key in self.layout.keys for t in (self.layout.trace(key, False), self.layout.trace(key, True))]
         _fill(traces, self.layout.keys, state)
         self.figure = _figure_class()(data=traces, layout=self.layout.layout(state.progress))
+        self.figure.add_class("jt-plotly")  # themed text where the page has the panels' CSS
         self._count(4)  # comm_open with the whole figure, then plotly's 3 initial state messages
         bundle = {
             "application/vnd.jupyter.widget-view+json": {
@@ -526,9 +523,7 @@ class ImageView(_View):
         return now - self._last >= IMAGE_INTERVAL
 
     def _bundle(self, state: PanelState) -> dict[str, str]:
-        subplots = state.subplots()
-        return {"image/svg+xml": render_svg(subplots, heading=state.progress),
-                "text/plain": text_summary(subplots, state.progress)}
+        return picture_bundle(state.subplots(), state.progress)
 
     def show(self, state: PanelState) -> None:
         _display(self._bundle(state), self.display_id)
@@ -620,7 +615,7 @@ def _esc(text: str) -> str:
 
 def _legend_name(key: str, last: float | None) -> str:
     from ._figure import escape
-    from ._static import format_number
+    from .numbers import format_number
 
     return f"{escape(key)} {format_number(last)}"
 

@@ -107,7 +107,7 @@ def test_live_panel_redraws_in_the_browser_while_the_cell_runs(tmp_path, jupyter
 
     page.wait_for_function("() => { const p = document.querySelectorAll('.jp-Notebook .jp-InputPrompt');"
                            " return p.length > 1 && /\\[2\\]/.test(p[1].textContent); }", timeout=120_000)
-    picture = page.locator('.jp-Notebook .jp-Cell >> nth=1 >> [data-mime-type="image/svg+xml"]')
+    picture = page.locator('.jp-Notebook .jp-Cell >> nth=1 >> img[alt^="Training curves (finished)"]')
     picture.wait_for(timeout=30_000)
     assert page.locator(".jp-Notebook .jp-Cell >> nth=1 >> .js-plotly-plot").count() == 0
     save_screenshot(page, f"live-{app}-finished")
