@@ -290,3 +290,60 @@ def live_figure_class() -> Any:
             self._jt_send("_py2js_addTraces", {"trace_data": new_traces_data}, True, True)
 
     return LiveFigure
+
+
+# ---------------------------------------------------------------------------------------- the MLflow UI server
+
+# What ``mlflow server`` hands its uvicorn worker (its private names, read from the installed MLflow's source).
+_SERVER_NAMES = {
+    "backend_store": ("server/constants.py", "BACKEND_STORE_URI_ENV_VAR"),
+    "registry_store": ("server/constants.py", "REGISTRY_STORE_URI_ENV_VAR"),
+    "artifact_root": ("server/constants.py", "ARTIFACT_ROOT_ENV_VAR"),
+    "artifacts_destination": ("server/constants.py", "ARTIFACTS_DESTINATION_ENV_VAR"),
+    "serve_artifacts": ("server/constants.py", "SERVE_ARTIFACTS_ENV_VAR"),
+    "static_prefix": ("server/handlers.py", "STATIC_PREFIX_ENV_VAR"),
+    "sgi_name": ("environment_variables.py", "_MLFLOW_SGI_NAME"),
+}
+
+
+def mlflow_server_worker_env() -> dict[str, str] | None:
+    """The private environment names ``mlflow server`` sets for its uvicorn worker, or None if unknown.
+
+    ``mlflow server`` is a process that imports MLflow's whole server only to start a second process (uvicorn)
+    that imports it again: starting uvicorn on ``mlflow.server.fastapi_app:app`` ourselves, with the variables
+    the CLI would set, halves the time to a healthy server. Private: the names are read from the installed
+    MLflow's source (no import); if any is missing, None, and the caller uses ``mlflow server`` itself.
+    """
+    import importlib.util
+    import re
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("mlflow")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    package = Path(list(spec.submodule_search_locations)[0])
+    if not (package / "server" / "fastapi_app.py").is_file() or not (package / "server" / LOG_CONFIG).is_file():
+        return None
+    names: dict[str, str] = {}
+    texts: dict[str, str] = {}
+    for role, (file, constant) in _SERVER_NAMES.items():
+        try:
+            text = texts.setdefault(file, (package / file).read_text())
+        except OSError:
+            return None
+        found = re.search(rf'(?m)^{constant}\s*=\s*(?:\w+\(\s*)?"([A-Za-z_]+)"', text)
+        if found is None:
+            return None
+        names[role] = found.group(1)
+    return names
+
+
+LOG_CONFIG = "uvicorn_log_config.yaml"
+
+
+def mlflow_server_log_config() -> str:
+    """MLflow's own uvicorn log configuration (what ``mlflow server`` passes to uvicorn)."""
+    import importlib.util
+    from pathlib import Path
+
+    return str(Path(list(importlib.util.find_spec("mlflow").submodule_search_locations)[0]) / "server" / LOG_CONFIG)

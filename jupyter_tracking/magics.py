@@ -410,7 +410,7 @@ class TrackingUIMagics(Magics):
     @argument("--tunnel-host", default=None, metavar="URL", help="with --share: use this localtunnel server")
     @argument("--stop", action="store_true", help="end the UI server and its tunnel")
     @argument("--status", action="store_true", help="say what runs and where")
-    @argument("--height", type=_positive_int, default=640, help="height of the inline view in pixels")
+    @argument("--height", type=_positive_int, default=800, help="height of the inline view in pixels")
     @line_magic
     def tracking_ui(self, line: str = "") -> None:
         """%tracking_ui [--port P] [--share [--no-auth] [--tunnel-host URL]] [--stop] [--status]"""

@@ -81,7 +81,7 @@ def ui(
     status: bool = False,
     no_auth: bool = False,
     tunnel_host: str | None = None,
-    height: int = 640,
+    height: int = display.DEFAULT_HEIGHT,
     *,
     start_timeout: float | None = None,
     tunnel_timeout: float | None = None,
@@ -141,6 +141,8 @@ def _local(location: StoreLocation, port: int | None, height: int, timeouts: dic
         port=port, allowed_hosts=COLAB_PROXY_HOSTS if colab else (), frame_options="NONE",
         allowed_origins=COLAB_PROXY_ORIGINS if colab else (), **timeouts,
     )
+    starting = display.StartProgress(location)
+    settings["progress"] = starting.update
     outcome = start_ui_server(location, **settings)
     previous = _state.server
     if isinstance(outcome, PortInUse) and previous is not None and previous.port == port:
@@ -148,11 +150,23 @@ def _local(location: StoreLocation, port: int | None, height: int, timeouts: dic
         _state.server = previous = None
         outcome = start_ui_server(location, **settings)
     if not outcome.ok:
+        starting.clear()
         raise _failure(outcome)
     _state.server, _state.location = outcome.server, location
     if previous is not None and previous is not outcome.server:
         previous.stop()  # one UI per kernel: the store or the port changed
-    display.show_local(outcome.server, location, height)
+    display.show_local(outcome.server, location, height, route=_route(location), replace=starting.display_id)
+
+
+def _route(location: StoreLocation) -> str:
+    """MLflow's page for this kernel's experiment (its runs, in the training view), if it exists yet."""
+    from ..store import default_experiment_name, experiment_id_for
+
+    try:
+        experiment_id = experiment_id_for(location, default_experiment_name(), create=False)
+    except Exception:  # noqa: BLE001 - no deep link is better than no UI
+        experiment_id = None
+    return display.ui_route(experiment_id)
 
 
 def _share(

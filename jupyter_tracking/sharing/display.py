@@ -2,15 +2,19 @@
 
 Jupyter and VS Code get an inline iframe, Colab its kernel proxy (a port on the Colab VM is not reachable from
 the browser otherwise), a terminal or a script a plain line. A share is shown the same way everywhere: a
-small panel with the public URL, the tunnel password and, once, the login. Everything from outside (URLs,
-store names, passwords) is escaped before it goes into HTML.
+small panel with the public URL, the tunnel password and, once, the login. While a server starts, a line with
+a progress bar says how long it has been and what it is doing; the frame then takes its place, opened on this
+experiment's runs in MLflow's training view (``ui_route``). Everything from outside (URLs, store names,
+passwords) is escaped before it goes into HTML.
 """
 
 from __future__ import annotations
 
 import html
 import sys
+import uuid
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from ..context import frontend
 
@@ -23,6 +27,22 @@ _BOX = (
     "font-family:var(--jp-ui-font-family,system-ui,sans-serif);font-size:13px;line-height:1.5;"
     "border:1px solid var(--jp-border-color1,#ccc);border-radius:4px;padding:8px 12px;margin:4px 0"
 )
+
+
+DEFAULT_HEIGHT = 800  # pixels: MLflow's runs table and a run's charts fit without scrolling the frame
+
+
+def ui_route(experiment_id: str | None = None, run_id: str | None = None) -> str:
+    """The hash route of MLflow's page for a run or an experiment's runs, in the training (not GenAI) view.
+
+    The same rule as ``mlflowRoute`` in the JupyterLab extension (labextension/src/query.ts).
+    """
+    view = "?workflowType=machine_learning"
+    if experiment_id and run_id:
+        return f"#/experiments/{quote(str(experiment_id), safe='')}/runs/{quote(str(run_id), safe='')}{view}"
+    if experiment_id:
+        return f"#/experiments/{quote(str(experiment_id), safe='')}/runs{view}"
+    return f"#/experiments{view}"
 
 
 def _publish(text: str, html_text: str | None = None, *, display_id: str | None = None, update: bool = False) -> None:
@@ -48,27 +68,34 @@ def _link(url: str, label: str | None = None) -> str:
 # ----------------------------------------------------------------------------------------------- local UI
 
 
-def _local_iframe(server: UIServer, location: StoreLocation, height: int) -> None:
+def _local_iframe(server: UIServer, location: StoreLocation, height: int, route: str = "",
+                  replace: str | None = None) -> None:
     where = location.describe()
-    text = f"MLflow UI for {where}: {server.url}"
+    url = server.url + route
+    text = f"MLflow UI for {where}: {url}"
     page = (
-        f'<div style="{_BOX}">MLflow UI for {html.escape(where)}: {_link(server.url)} '
+        f'<div style="{_BOX}">MLflow UI for {html.escape(where)}: {_link(url, server.url)} '
         "(opens in a new tab; stop it with <code>%tracking_ui --stop</code>)</div>"
-        f'<iframe src="{html.escape(server.url)}" title="MLflow UI" width="100%" height="{int(height)}" '
+        f'<iframe src="{html.escape(url)}" title="MLflow UI" width="100%" height="{int(height)}" '
         'style="border:1px solid var(--jp-border-color1,#ccc);border-radius:4px"></iframe>'
     )
-    _publish(text, page)
+    if replace:
+        _publish(text, page, display_id=replace, update=True)
+    else:
+        _publish(text, page)
 
 
-def _local_colab(server: UIServer, location: StoreLocation, height: int) -> None:
+def _local_colab(server: UIServer, location: StoreLocation, height: int, route: str = "",  # noqa: ARG001
+                 replace: str | None = None) -> None:
     from google.colab import output  # noqa: PLC0415 - only exists on Colab
 
     print(f"MLflow UI for {location.describe()}, through Colab's kernel proxy (visible to you only).")
     output.serve_kernel_port_as_iframe(server.port, path=(server.config.static_prefix or "") + "/", height=int(height))
 
 
-def _local_text(server: UIServer, location: StoreLocation, height: int) -> None:  # noqa: ARG001
-    print(f"MLflow UI for {location.describe()}: {server.url}  (stop it with %tracking_ui --stop)")
+def _local_text(server: UIServer, location: StoreLocation, height: int, route: str = "",  # noqa: ARG001
+                replace: str | None = None) -> None:
+    print(f"MLflow UI for {location.describe()}: {server.url}{route}  (stop it with %tracking_ui --stop)")
 
 
 _LOCAL_DISPLAYS = {
@@ -80,9 +107,43 @@ _LOCAL_DISPLAYS = {
 }
 
 
-def show_local(server: UIServer, location: StoreLocation, height: int = 640) -> None:
-    """Show a running local UI server the way the current front end can display it."""
-    _LOCAL_DISPLAYS.get(frontend(), _local_text)(server, location, height)
+def show_local(server: UIServer, location: StoreLocation, height: int = DEFAULT_HEIGHT, *, route: str = "",
+               replace: str | None = None) -> None:
+    """Show a running local UI server the way the current front end can display it, at ``route`` (``ui_route``);
+    ``replace``: the display id of the start's progress line, which the frame takes the place of."""
+    _LOCAL_DISPLAYS.get(frontend(), _local_text)(server, location, height, route, replace)
+
+
+class StartProgress:
+    """The line shown while a UI server starts (Jupyter and VS Code): elapsed seconds and stage, redrawn in place.
+
+    Nothing is shown for a server that is ready within a second (a reused one), nor outside a notebook.
+    """
+
+    def __init__(self, location: StoreLocation) -> None:
+        self.where = location.describe()
+        self.display_id: str | None = None
+        self._inline = frontend() in ("jupyter", "vscode")
+
+    def update(self, elapsed: float, stage: str) -> None:
+        if not self._inline or elapsed < 1.0:
+            return
+        text = f"Starting the MLflow UI for {self.where}: {stage}, {elapsed:.0f} s"
+        page = (
+            f'<div style="{_BOX}"><progress style="width:8em;vertical-align:middle"></progress> '
+            f"Starting the MLflow UI for {html.escape(self.where)}: {html.escape(stage)} &middot; "
+            f'<span class="jt-ui-elapsed">{elapsed:.0f} s</span></div>'
+        )
+        if self.display_id is None:
+            self.display_id = f"jt-ui-start-{uuid.uuid4().hex}"
+            _publish(text, page, display_id=self.display_id)
+        else:
+            _publish(text, page, display_id=self.display_id, update=True)
+
+    def clear(self) -> None:
+        """The start failed: the progress line goes (the error says what happened)."""
+        if self.display_id is not None:
+            _publish("", "", display_id=self.display_id, update=True)
 
 
 def show_remote(location: StoreLocation) -> None:

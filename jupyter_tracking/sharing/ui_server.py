@@ -2,8 +2,10 @@
 
 ``start_ui_server()`` returns one of a few named outcomes: ``Started`` or ``Reused`` (both carry the
 ``UIServer``), or a failure (``PortInUse``, ``NotInstalled``, ``NotServable``, ``StartFailed``,
-``StartTimedOut``) whose ``message`` is one line a user can act on. Servers are lean (one worker, no job
-runners), bound to 127.0.0.1, and run under a guard so they end with the kernel. Nothing is displayed here.
+``StartTimedOut``) whose ``message`` is one line a user can act on. Servers are lean (one uvicorn worker
+started directly, without the ``mlflow server`` process in front of it, no job runners, telemetry off), bound to
+127.0.0.1, and run under a guard so they end with the kernel. Nothing is displayed here: a ``progress``
+callback hears how the start goes.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ..store import StoreLocation, redact_uri
 from .processes import LOOPBACK, GuardedProcess, free_port, port_in_use, start_guarded
@@ -27,6 +30,11 @@ from .processes import LOOPBACK, GuardedProcess, free_port, port_in_use, start_g
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "localhost:*", "127.0.0.1:*")
 ADMIN_USERNAME = "admin"
 START_TIMEOUT = 90.0
+# Told to MLflow and to the libraries it starts: servers we start send no usage data anywhere.
+TELEMETRY_OFF = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+
+Progress = Callable[[float, str], None]
+"""``progress(elapsed_seconds, stage)`` while a server starts; stage is a few words ("loading MLflow")."""
 
 
 @dataclass(frozen=True)
@@ -240,6 +248,7 @@ def start_ui_server(
     allowed_origins: tuple[str, ...] | list[str] = (),
     password: str | None = None,
     timeout: float = START_TIMEOUT,
+    progress: Progress | None = None,
 ) -> Outcome:
     """Start an MLflow UI server for ``location`` on 127.0.0.1, or reuse one started with the same settings.
 
@@ -247,7 +256,8 @@ def start_ui_server(
     ``allowed_hosts`` are added to the localhost names MLflow's host check accepts; ``allowed_origins`` to the
     localhost origins whose pages may write (browsers send Origin on every POST: a UI reached through a tunnel or
     a proxy needs its public origin here); ``frame_options`` is the X-Frame-Options header ("NONE" lets a
-    notebook embed the UI in an iframe). Waits until ``/health`` answers.
+    notebook embed the UI in an iframe). Waits until ``/health`` answers, calling ``progress`` about twice a
+    second meanwhile.
     """
     problem = _check_servable(location, auth)
     if problem is not None:
@@ -280,7 +290,7 @@ def start_ui_server(
             username=ADMIN_USERNAME if auth else None,
             password=password if auth else None,
         )
-        failure = _wait_healthy(server, timeout)
+        failure = _wait_healthy(server, timeout, progress)
         if failure is not None:
             server.stop()
             return failure
@@ -307,6 +317,10 @@ def _check_servable(location: StoreLocation, auth: bool) -> Outcome | None:
 def _server_command(
     config: ServerConfig, port: int, state_dir: Path, password: str | None
 ) -> tuple[list[str], dict[str, str]]:
+    if password is None:
+        direct = _worker_command(config, port)
+        if direct is not None:
+            return direct
     command = [
         sys.executable, "-m", "mlflow", "server",
         "--host", LOOPBACK,
@@ -322,10 +336,7 @@ def _server_command(
         command += ["--static-prefix", config.static_prefix]
     if config.allowed_origins:  # added to MLflow's localhost origins, which stay allowed
         command += ["--cors-allowed-origins", ",".join(config.allowed_origins)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING_", "MLFLOW_AUTH_"))}
-    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-    env.pop("MLFLOW_SERVER_ALLOWED_HOSTS", None)
-    env.pop("MLFLOW_SERVER_CORS_ALLOWED_ORIGINS", None)
+    env = _base_env()
     if password is not None:
         command += ["--app-name", "basic-auth"]
         ini = state_dir / "basic_auth.ini"
@@ -342,6 +353,40 @@ def _server_command(
     return command, env
 
 
+def _base_env() -> dict[str, str]:
+    """The server's environment: ours without tracking settings or logins, no job runners, no telemetry."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING_", "MLFLOW_AUTH_"))}
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    for name in ("MLFLOW_SERVER_ALLOWED_HOSTS", "MLFLOW_SERVER_CORS_ALLOWED_ORIGINS", "MLFLOW_SERVER_X_FRAME_OPTIONS"):
+        env.pop(name, None)
+    env.update(TELEMETRY_OFF)
+    return env
+
+
+def _worker_command(config: ServerConfig, port: int) -> tuple[list[str], dict[str, str]] | None:
+    """MLflow's app in one uvicorn process (``mlflow_server``); None when the installed MLflow's private names
+    are not the known ones (then ``mlflow server`` itself is started)."""
+    from ..internals import mlflow_server_worker_env
+
+    if mlflow_server_worker_env() is None or importlib.util.find_spec("uvicorn") is None:
+        return None
+    command = [
+        sys.executable, "-m", "jupyter_tracking.sharing.mlflow_server",
+        "--host", LOOPBACK,
+        "--port", str(port),
+        "--backend-store-uri", config.backend_store_uri,
+        "--allowed-hosts", ",".join(config.allowed_hosts),
+        "--x-frame-options", config.frame_options,
+    ]  # fmt: skip
+    if config.artifact_root:
+        command += ["--artifact-root", config.artifact_root]
+    if config.static_prefix:
+        command += ["--static-prefix", config.static_prefix]
+    if config.allowed_origins:
+        command += ["--cors-allowed-origins", ",".join(config.allowed_origins)]
+    return command, _base_env()
+
+
 def _health_ok(url: str, timeout: float) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback only
@@ -350,9 +395,24 @@ def _health_ok(url: str, timeout: float) -> bool:
         return False
 
 
-def _wait_healthy(server: UIServer, timeout: float) -> Outcome | None:
-    """None once ``/health`` answers; a failure outcome if the process exits or time runs out."""
-    deadline = time.monotonic() + timeout
+def _listening(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:port (a connect: binding could steal the port)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((LOOPBACK, port)) == 0
+
+
+def _wait_healthy(server: UIServer, timeout: float, progress: Progress | None = None) -> Outcome | None:
+    """None once ``/health`` answers; a failure outcome if the process exits or time runs out.
+
+    ``progress`` hears the elapsed time and the stage: "loading MLflow" until the port is open (uvicorn opens it
+    once MLflow's app is imported), then "answering".
+    """
+    began = time.monotonic()
+    deadline = began + timeout
+    told = 0.0
     while time.monotonic() < deadline:
         code = server.process.exit_code()
         if code is not None:
@@ -362,5 +422,13 @@ def _wait_healthy(server: UIServer, timeout: float) -> Outcome | None:
             return StartFailed(code, stderr)
         if _health_ok(server.health_url, 1.0):
             return None
+        now = time.monotonic()
+        if progress is not None and now - told >= 0.5:
+            told = now
+            stage = "answering" if _listening(server.port) else "loading MLflow"
+            try:
+                progress(now - began, stage)
+            except Exception:  # noqa: BLE001 - a display that fails must not stop the server start
+                progress = None
         time.sleep(0.2)
     return StartTimedOut(timeout, server.process.stderr_tail(20))

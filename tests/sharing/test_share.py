@@ -370,11 +370,11 @@ def test_a_chosen_port_stays_with_the_notebook(tmp_path, monkeypatch, lt_server,
         sharing.ui(port=port)
         server = sharing.current().server
         assert (server.port, server.location) == (port, resolve_store(second))
-        assert len(processes_with("mlflow", "--port", str(port))) == 3  # one server, not two
+        assert len(processes_with("mlflow", "--port", str(port))) == 2  # one server (guard + process), not two
         sharing.ui(share=True, port=port, tunnel_host=lt_server.url)
         shared = sharing.current().server
         assert shared.port == port and shared.config.auth
-        assert len(processes_with("mlflow", "--port", str(port))) == 3
+        assert len(processes_with("mlflow", "--port", str(port))) == 3  # with a login: `mlflow server` + worker
         assert f"local: http://127.0.0.1:{port}/" in capsys.readouterr().out
     finally:
         sharing.ui(stop=True)

@@ -32,10 +32,13 @@ def embedded(tmp_path_factory) -> StoreLocation:
     return resolve_store(root)
 
 
+PROGRESS: list[tuple[float, str]] = []
+
+
 @pytest.fixture(scope="module")
 def started(embedded):
     began = time.monotonic()
-    outcome = start_ui_server(embedded)
+    outcome = start_ui_server(embedded, progress=lambda elapsed, stage: PROGRESS.append((elapsed, stage)))
     elapsed = time.monotonic() - began
     assert isinstance(outcome, Started), outcome.message
     yield outcome, elapsed
@@ -49,11 +52,19 @@ def test_server_is_lean_bound_to_loopback_and_healthy(started):
     status, _, body = http_get(server.port, "/health")
     assert (status, body) == (200, b"OK")
     members = group_members(server.pid)
-    # the guard, `mlflow server`, and its single uvicorn worker: no job runners, no extra workers
-    assert len(members) == 3, [m.cmdline() for m in members]
-    cli = next(m for m in members if "server" in m.cmdline() and "mlflow" in " ".join(m.cmdline()))
-    assert cli.cmdline()[cli.cmdline().index("--workers") + 1] == "1"
-    assert cli.environ().get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION") == "false"
+    # the guard and one process serving MLflow's app (no `mlflow server` in front of it, no job runners)
+    assert len(members) == 2, [m.cmdline() for m in members]
+    worker = next(m for m in members if "jupyter_tracking.sharing.mlflow_server" in m.cmdline())
+    assert worker.cmdline()[worker.cmdline().index("--backend-store-uri") + 1] == embedded.uri
+    environ = worker.environ()
+    assert environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION") == "false"
+    assert (environ.get("MLFLOW_DISABLE_TELEMETRY"), environ.get("DO_NOT_TRACK")) == ("true", "true")
+    # MLflow's UI is told telemetry is off.
+    status, _, body = http_get(server.port, "/ajax-api/3.0/mlflow/ui-telemetry")
+    assert status == 200 and json.loads(body)["disable_ui_telemetry"] is True
+    # While it started, the caller heard how long it had been and what it was doing.
+    assert PROGRESS and {stage for _, stage in PROGRESS} <= {"loading MLflow", "answering"}
+    assert [e for e, _ in PROGRESS] == sorted(e for e, _ in PROGRESS)
     listening = [
         c for m in members for c in m.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN
     ]
@@ -137,8 +148,27 @@ def test_stop_ends_the_whole_process_group(embedded):
     server = outcome.server
     assert http_get(server.port, "/")[1].get("x-frame-options") == "DENY"
     pids = [p.pid for p in group_members(server.pid)]
-    assert len(pids) == 3
+    assert len(pids) == 2
     server.stop()
     assert wait_until(lambda: not group_members(server.pid), timeout=10)
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids)
     assert not server.state_dir.exists()
+
+
+def test_an_unknown_mlflow_server_setup_falls_back_to_mlflow_server(embedded, monkeypatch, no_leftovers):
+    """When the installed MLflow's private names are not the known ones, ``mlflow server`` itself is started."""
+    from jupyter_tracking import internals
+
+    monkeypatch.setattr(internals, "mlflow_server_worker_env", lambda: None)
+    outcome = start_ui_server(embedded, port=free_port(), frame_options="SAMEORIGIN")
+    assert isinstance(outcome, Started), outcome.message
+    server = outcome.server
+    no_leftovers.append(("--port", str(server.port)))
+    try:
+        assert http_get(server.port, "/health")[:3:2] == (200, b"OK")
+        members = group_members(server.pid)
+        cli = next(m for m in members if m.cmdline()[1:4] == ["-m", "mlflow", "server"])
+        assert cli.environ().get("MLFLOW_DISABLE_TELEMETRY") == "true"
+        assert len(members) == 3  # the guard, `mlflow server`, its one uvicorn worker
+    finally:
+        server.stop()
