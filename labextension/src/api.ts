@@ -84,3 +84,16 @@ export function getMetricHistory(
 export function openMlflowUI(path: string): Promise<{ url: string; message: string }> {
   return request('mlflow-ui', { path }, { method: 'POST' });
 }
+
+/** How the MLflow UI server of the notebook's store is doing (polled while `openMlflowUI` waits). */
+export interface IUIStartState {
+  state: 'starting' | 'running' | 'stopped';
+  elapsed: number | null;
+  stage: string | null;
+  /** Seconds the previous start took on this Jupyter server (null before the first). */
+  expected: number | null;
+}
+
+export function getMlflowUIState(path: string): Promise<IUIStartState> {
+  return request('mlflow-ui', { path });
+}

@@ -86,7 +86,8 @@ export function parseCard(data: unknown): IRunCard | null {
     params,
     metrics,
     withheld: Array.isArray(raw.withheld) ? raw.withheld.filter(w => typeof w === 'string') : [],
-    ui_url: strOrNull(raw.ui_url)
+    ui_url: strOrNull(raw.ui_url),
+    note: strOrNull(raw.note)
   };
 }
 
@@ -105,6 +106,8 @@ export interface IMetricRow {
   vsBest: IDelta | null;
   /** This run holds the best value of the experiment. */
   isBest: boolean;
+  /** ...and it beat the cell's previous run to it: flagged "new best". */
+  newBest: boolean;
   steps: number;
   goal: MetricGoal;
   /** Why a change is shown neutral (the goal is unknown) and how to set it; null when the goal is known. */
@@ -122,6 +125,12 @@ export interface ICardView {
   metrics: IMetricRow[];
   withheld: string;
   firstRun: boolean;
+  /** The `--note` text, if any. */
+  note: string;
+  /** Not the first run, and no param or metric changed since the previous one: said once instead of per row. */
+  noChange: boolean;
+  /** Some metric is a new best. */
+  newBest: boolean;
 }
 
 const STATUS_LABELS: Record<RunStatus, string> = {
@@ -132,7 +141,11 @@ const STATUS_LABELS: Record<RunStatus, string> = {
   SCHEDULED: 'scheduled'
 };
 
-/** What the card shows: changed params first, metrics with their change against the previous and best run. */
+/**
+ * What the card shows: changed params first, metrics with their change against the previous run (only where
+ * something changed) and against the best run (only when that is not the previous run: it would repeat the same
+ * change), "new best" where this run beat the previous one to the experiment's best.
+ */
 export function cardView(card: IRunCard, now: number = Date.now()): ICardView {
   const firstRun = card.previous_run_id === null;
   const rows: IParamRow[] = card.params.map(p => {
@@ -146,35 +159,44 @@ export function cardView(card: IRunCard, now: number = Date.now()): ICardView {
     card.duration_s !== null
       ? card.duration_s
       : runDuration(card.start_time, card.status === 'RUNNING' ? null : card.end_time, now);
+  const metrics: IMetricRow[] = card.metrics.map(m => {
+    // Without a goal there is no best value to hold.
+    const isBest =
+      m.goal !== null &&
+      (card.best_run_id === card.run_id ||
+        (m.best !== null && m.value !== null && m.value === m.best && card.status !== 'RUNNING'));
+    const change = firstRun ? null : metricDelta(m.value, m.previous, m.goal);
+    const vsPrevious = change && change.direction !== 'same' ? change : null;
+    const previousIsBest = m.previous !== null && m.best !== null && m.previous === m.best;
+    return {
+      key: m.key,
+      value: formatNumber(m.value),
+      vsPrevious,
+      vsBest: isBest || m.goal === null || previousIsBest ? null : metricDelta(m.value, m.best, m.goal),
+      isBest,
+      newBest: isBest && !firstRun && vsPrevious !== null && vsPrevious.direction === 'better',
+      steps: m.steps,
+      goal: m.goal,
+      goalNote:
+        m.goal === null
+          ? `Which way ${m.key} improves is unknown; %track config --goal ${m.key}:max (or :min) sets it`
+          : null
+    };
+  });
+  const changedParams = rows.filter(r => r.changed);
   return {
     title: card.run_name || card.run_id,
     subtitle: card.experiment_name ? `experiment ${card.experiment_name}` : '',
     status: card.status,
     statusLabel: STATUS_LABELS[card.status],
     duration: formatDuration(duration),
-    changedParams: rows.filter(r => r.changed),
+    changedParams,
     otherParams: rows.filter(r => !r.changed),
-    metrics: card.metrics.map(m => {
-      // Without a goal there is no best value to hold.
-      const isBest =
-        m.goal !== null &&
-        (card.best_run_id === card.run_id ||
-          (m.best !== null && m.value !== null && m.value === m.best && card.status !== 'RUNNING'));
-      return {
-        key: m.key,
-        value: formatNumber(m.value),
-        vsPrevious: firstRun ? null : metricDelta(m.value, m.previous, m.goal),
-        vsBest: isBest || m.goal === null ? null : metricDelta(m.value, m.best, m.goal),
-        isBest,
-        steps: m.steps,
-        goal: m.goal,
-        goalNote:
-          m.goal === null
-            ? `Which way ${m.key} improves is unknown; %track config --goal ${m.key}:max (or :min) sets it`
-            : null
-      };
-    }),
+    metrics,
     withheld: card.withheld.join(', '),
-    firstRun
+    firstRun,
+    note: card.note ?? '',
+    noChange: !firstRun && card.status !== 'RUNNING' && !changedParams.length && metrics.every(m => m.vsPrevious === null),
+    newBest: metrics.some(m => m.newBest)
   };
 }

@@ -4,7 +4,12 @@
 
 import { MetricGoal } from './types';
 
-/** A metric value in at most `digits` significant digits; exponent form for very small or large values. */
+/**
+ * A metric value, the one number format of the project (the kernel's card, `%runs` and the diff use the same
+ * rule in Python): whole numbers below a million as they are; 1e-4 <= |x| < 1e4 in `digits` (4) significant
+ * digits, fixed notation, trailing zeros kept (0.9620 next to 0.9601); 1e4 <= |x| < 1e6 rounded to a whole
+ * number; anything else in exponent form with `digits` significant digits ("1.235e-5", "2.000e7").
+ */
 export function formatNumber(value: number | null | undefined, digits = 4): string {
   if (value === null || value === undefined || Number.isNaN(value)) {
     return '—';
@@ -12,15 +17,22 @@ export function formatNumber(value: number | null | undefined, digits = 4): stri
   if (!Number.isFinite(value)) {
     return value > 0 ? '∞' : '-∞';
   }
-  if (Number.isInteger(value) && Math.abs(value) < 1e9) {
+  const abs = Math.abs(value);
+  if (Number.isInteger(value) && abs < 1e6) {
     return String(value);
   }
-  const abs = Math.abs(value);
-  if (abs !== 0 && (abs < 1e-3 || abs >= 1e6)) {
-    return value.toExponential(Math.max(0, digits - 1)).replace(/\.?0+e/, 'e');
+  if (abs >= 1e-4 && abs < 1e4) {
+    const decimals = Math.max(0, digits - 1 - Math.floor(Math.log10(abs)));
+    const fixed = value.toFixed(decimals);
+    // Rounding can carry into one more digit (9.99996 -> "10.0000"): one decimal fewer then.
+    return fixed.replace(/^-/, '').replace(/^0\.?0*/, '').replace('.', '').length > digits && decimals > 0
+      ? value.toFixed(decimals - 1)
+      : fixed;
   }
-  const text = value.toPrecision(digits);
-  return text.includes('.') ? text.replace(/\.?0+$/, '') : text;
+  if (abs >= 1e4 && abs < 1e6) {
+    return String(Math.round(value));
+  }
+  return value.toExponential(Math.max(0, digits - 1)).replace('e+', 'e');
 }
 
 /** "850 ms", "12.3 s", "4 min 05 s", "2 h 03 min". */
@@ -98,12 +110,12 @@ export function metricDelta(
     return null;
   }
   const diff = value - reference;
-  if (diff === 0) {
-    return { text: '±0', direction: 'same' };
+  if (diff === 0 || formatNumber(value) === formatNumber(reference)) {
+    return { text: 'no change', direction: 'same' };
   }
   const improved = goal === 'min' ? diff < 0 : diff > 0;
   const sign = diff > 0 ? '+' : '-';
-  let text = `${sign}${formatNumber(Math.abs(diff), 3)}`;
+  let text = `${sign}${formatNumber(Math.abs(diff))}`;
   if (reference !== 0) {
     const pct = (Math.abs(diff) / Math.abs(reference)) * 100;
     if (pct >= 0.1 && pct < 1000) {

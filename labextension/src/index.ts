@@ -13,6 +13,7 @@ import { IStatusBar } from '@jupyterlab/statusbar';
 import { LabIcon } from '@jupyterlab/ui-components';
 
 import { bridge } from './bridge';
+import { askKernel } from './kernel';
 import { hasTrackMagic, toggleTrackMagic, trackRunName } from './magic';
 import { MlflowTab } from './mlflowTab';
 import { ExperimentsPanel } from './panel';
@@ -88,7 +89,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
       await content.open(path, route);
     };
 
-    const panel = new ExperimentsPanel({ openMlflow: (e, r) => void openMlflow(e, r) });
+    const panel = new ExperimentsPanel({
+      openMlflow: (e, r) => void openMlflow(e, r),
+      // The kernel of the notebook the panel shows (the current one, or another open one with that path).
+      askKernel: path => {
+        const notebook = tracker.currentWidget?.context.path === path ? tracker.currentWidget : tracker.find(p => p.context.path === path);
+        return askKernel(notebook?.sessionContext.session?.kernel);
+      }
+    });
     panel.title.icon = trackingIcon;
     shell.add(panel, 'left', { rank: 600 });
     if (restorer) {

@@ -69,11 +69,15 @@ function renderCard(card: IRunCard, view: ICardView): HTMLElement {
       title: `Run status: ${card.status}`
     }),
     h('span', { className: 'jp-TrackingCard-name', text: view.title }),
+    view.newBest ? h('span', { className: 'jp-TrackingCard-badge', text: 'new best', title: 'A metric reached the best value of the experiment in this run' }) : null,
     h('span', { className: 'jp-TrackingCard-meta', text: [view.subtitle, view.duration].filter(Boolean).join(' · ') }),
     links
   ]);
 
   const body = h('div', { className: 'jp-TrackingCard-body' });
+  if (view.note) {
+    body.appendChild(h('div', { className: 'jp-TrackingCard-note', text: view.note }));
+  }
   if (view.metrics.length) {
     const rows = view.metrics.map(m => {
       const cells = [
@@ -85,9 +89,9 @@ function renderCard(card: IRunCard, view: ICardView): HTMLElement {
           title: m.goalNote ?? 'Change since the previous run of this cell'
         }),
         h('td', {
-          className: `jp-TrackingCard-best ${m.isBest ? 'jp-mod-best' : m.vsBest ? 'jp-mod-' + m.vsBest.direction : ''}`,
-          text: m.isBest ? 'best' : m.vsBest ? `vs best ${m.vsBest.text}` : '',
-          title: 'Against the best run of the experiment'
+          className: `jp-TrackingCard-best ${m.newBest ? 'jp-mod-newBest' : m.isBest ? 'jp-mod-best' : m.vsBest ? 'jp-mod-' + m.vsBest.direction : ''}`,
+          text: m.newBest ? 'new best' : m.isBest ? 'best' : m.vsBest ? `vs best ${m.vsBest.text}` : '',
+          title: m.newBest ? 'Better than the previous run and the best of the experiment' : 'Against the best run of the experiment'
         }),
         h('td', { className: 'jp-TrackingCard-steps', text: m.steps > 1 ? `${m.steps} steps` : '' })
       ];
@@ -99,6 +103,9 @@ function renderCard(card: IRunCard, view: ICardView): HTMLElement {
         h('tbody', {}, rows)
       ])
     );
+  }
+  if (view.noChange) {
+    body.appendChild(h('div', { className: 'jp-TrackingCard-same', text: 'no change since the previous run' }));
   }
   const params = [...view.changedParams, ...view.otherParams];
   if (params.length) {

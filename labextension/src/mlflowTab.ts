@@ -1,11 +1,16 @@
 /**
- * The MLflow UI in a JupyterLab tab: an iframe on the same-origin proxy the server extension provides.
+ * The MLflow UI in a JupyterLab tab: an iframe on the same-origin proxy the server extension provides, opened on
+ * an experiment's runs or a run (MLflow's training view). While the server starts, a progress bar with the
+ * elapsed time and what the server is doing.
  */
 
 import { Widget } from '@lumino/widgets';
 
-import { openMlflowUI } from './api';
+import { getMlflowUIState, IUIStartState, openMlflowUI } from './api';
 import { h } from './dom';
+import { startProgress } from './progress';
+
+const POLL_MS = 500;
 
 export class MlflowTab extends Widget {
   constructor() {
@@ -14,7 +19,9 @@ export class MlflowTab extends Widget {
     this.addClass('jp-TrackingMlflow');
     this.title.label = 'MLflow UI';
     this.title.closable = true;
-    this._message = h('div', { className: 'jp-TrackingMlflow-message', text: 'Starting the MLflow UI…' });
+    this._bar = h('progress', { className: 'jp-TrackingMlflow-progress' });
+    this._text = h('span', { className: 'jp-TrackingMlflow-text', text: 'Starting the MLflow UI…' });
+    this._message = h('div', { className: 'jp-TrackingMlflow-message', attrs: { role: 'status' } }, [this._bar, this._text]);
     this._frame = h('iframe', {
       className: 'jp-TrackingMlflow-frame',
       attrs: {
@@ -35,16 +42,45 @@ export class MlflowTab extends Widget {
   /** Start (or reuse) the server for `path`'s store, then show `route` (an MLflow hash route) in it. */
   async open(path: string, route: string): Promise<void> {
     this._path = path;
-    this._message.textContent = 'Starting the MLflow UI…';
     this._message.hidden = false;
+    this._message.classList.remove('jp-mod-error');
+    this._bar.hidden = false;
+    const began = Date.now();
+    let state: IUIStartState | null = null;
+    const show = () => {
+      const { text, fraction } = startProgress(state, Date.now() - began);
+      this._text.textContent = text;
+      if (fraction === null) {
+        this._bar.removeAttribute('value');
+      } else {
+        this._bar.max = 1;
+        this._bar.value = fraction;
+      }
+    };
+    show();
+    let polling = true;
+    const poll = async () => {
+      while (polling) {
+        await new Promise(resolve => setTimeout(resolve, POLL_MS));
+        if (!polling) {
+          break;
+        }
+        state = await getMlflowUIState(path).catch(() => state);
+        show();
+      }
+    };
+    void poll();
     try {
       const { url } = await openMlflowUI(path);
       this._baseUrl = url;
       this.navigate(route);
     } catch (error) {
-      this._message.textContent = `The MLflow UI could not be started: ${(error as Error).message || error}`;
+      this._text.textContent = `The MLflow UI could not be started: ${(error as Error).message || error}`;
       this._message.classList.add('jp-mod-error');
+      this._bar.hidden = true;
       this._frame.hidden = true;
+    } finally {
+      polling = false;
     }
   }
 
@@ -67,5 +103,7 @@ export class MlflowTab extends Widget {
   private _path: string | null = null;
   private _baseUrl: string | null = null;
   private _message: HTMLElement;
+  private _bar: HTMLProgressElement;
+  private _text: HTMLElement;
   private _frame: HTMLIFrameElement;
 }

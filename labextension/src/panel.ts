@@ -1,6 +1,8 @@
 /**
- * The "Experiments" side panel: the current notebook's store, its experiments, a sortable and filterable
- * table of runs, a run's details with charts of its step metrics, and curves of several runs compared.
+ * The "Experiments" side panel: the current notebook's store, its experiments (opened on the one the notebook's
+ * kernel writes to), a sortable and filterable table of runs with their total count, a run's details (metrics and
+ * their charts first, then params, the user's tags, packages, and MLflow's own tags folded), and curves of several
+ * runs compared. Laid out for the side bar's default 250 px: long texts are cut with an ellipsis and a tooltip.
  */
 
 import { Widget } from '@lumino/widgets';
@@ -8,18 +10,36 @@ import { Widget } from '@lumino/widgets';
 import { getExperiments, getMetricHistory, getRun, searchRuns } from './api';
 import { cardGoals } from './card';
 import { renderChart } from './chartView';
+import { defaultCompareMetric, NOTE_TAG, orderMetrics, runSections } from './details';
 import { clear, h } from './dom';
 import { formatDuration, formatNumber, formatTime, runCountText, runDuration, runStatusText } from './format';
-import { ATTRIBUTE_COLUMNS, dataColumns, defaultExperiment, IColumn, nextSort, orderByFor, SortDirection } from './query';
+import { IKernelTarget } from './kernel';
+import {
+  ATTRIBUTE_COLUMNS,
+  dataColumns,
+  defaultExperiment,
+  filterPlaceholder,
+  IColumn,
+  nextSort,
+  orderByFor,
+  SortDirection
+} from './query';
 import { IExperiment, IRunCard, IRunDetail, IRunSummary, MetricGoal } from './types';
 
 const PAGE_SIZE = 50;
 const MAX_DETAIL_CHARTS = 6;
+/** How long the first view waits for the kernel's answer before showing its best guess (then it may switch). */
+const KERNEL_WAIT_MS = 800;
 
 export interface IExperimentsPanelOptions {
   /** Open the MLflow UI tab, at an experiment or a run if given. */
   openMlflow: (experimentId?: string | null, runId?: string | null) => void;
+  /** Ask the kernel of the notebook at `path` what it writes to (null: no kernel, not loaded, no answer). */
+  askKernel?: (path: string) => Promise<IKernelTarget | null>;
 }
+
+/** Where the experiment shown came from (kept on the select as data-source, for tests and tooltips). */
+type ExperimentSource = 'kernel' | 'notebook' | 'user' | '';
 
 export class ExperimentsPanel extends Widget {
   constructor(options: IExperimentsPanelOptions) {
@@ -30,15 +50,16 @@ export class ExperimentsPanel extends Widget {
     this.title.caption = 'Experiments (jupyter_tracking)';
 
     this._store = h('div', { className: 'jp-TrackingPanel-store', text: 'No notebook open.' });
-    this._experimentSelect = h('select', { className: 'jp-TrackingPanel-experiment', attrs: { 'aria-label': 'Experiment' } });
+    this._experimentSelect = h('select', { className: 'jp-TrackingPanel-experiment jp-mod-styled', attrs: { 'aria-label': 'Experiment' } });
     this._experimentSelect.addEventListener('change', () => {
       this._experimentId = this._experimentSelect.value || null;
+      this._setSource('user');
       this._selected.clear();
       void this.loadRuns();
     });
     this._filter = h('input', {
-      className: 'jp-TrackingPanel-filter',
-      attrs: { type: 'search', placeholder: "filter, e.g. metrics.val_loss < 0.3 and params.lr = '0.01'", 'aria-label': 'Filter runs' }
+      className: 'jp-TrackingPanel-filter jp-mod-styled',
+      attrs: { type: 'search', placeholder: 'filter runs', 'aria-label': 'Filter runs' }
     });
     this._filter.addEventListener('keydown', event => {
       if (event.key === 'Enter') {
@@ -59,18 +80,24 @@ export class ExperimentsPanel extends Widget {
 
     const toolbar = h('div', { className: 'jp-TrackingPanel-toolbar' }, [
       h('span', { className: 'jp-TrackingPanel-title', text: 'Experiments' }),
-      h('button', { className: 'jp-TrackingPanel-refresh', text: 'Refresh', attrs: { type: 'button' }, onClick: () => void this.refresh() }),
       h('button', {
-        className: 'jp-TrackingPanel-open-ui',
+        className: 'jp-TrackingPanel-refresh jp-Button jp-mod-minimal',
+        text: 'Refresh',
+        title: 'Reload experiments and runs',
+        attrs: { type: 'button' },
+        onClick: () => void this.refresh()
+      }),
+      h('button', {
+        className: 'jp-TrackingPanel-open-ui jp-Button jp-mod-minimal',
         text: 'MLflow UI',
-        title: 'Open the MLflow UI for this store in a tab',
+        title: "Open this experiment's runs in the MLflow UI, in a tab",
         attrs: { type: 'button' },
         onClick: () => this._options.openMlflow(this._experimentId)
       })
     ]);
     const filterRow = h('div', { className: 'jp-TrackingPanel-filterRow' }, [
       this._filter,
-      h('button', { text: 'Apply', attrs: { type: 'button' }, onClick: () => void this.loadRuns() })
+      h('button', { className: 'jp-Button jp-mod-minimal', text: 'Apply', attrs: { type: 'button' }, onClick: () => void this.loadRuns() })
     ]);
     for (const el of [toolbar, this._store, this._experimentSelect, filterRow, this._error, this._count, this._table, this._more, this._compare, this._details]) {
       this.node.appendChild(el);
@@ -85,6 +112,7 @@ export class ExperimentsPanel extends Widget {
     }
     this._path = path;
     this._experimentId = null;
+    this._setSource('');
     this._selected.clear();
     this._detailRunId = null;
     void this.refresh();
@@ -107,14 +135,20 @@ export class ExperimentsPanel extends Widget {
     return this._goals.get(this._experimentId)?.[column.key] ?? null;
   }
 
-  /** Reload experiments and runs, keeping the chosen experiment, filter, sort and the open run. */
+  /**
+   * Reload experiments and runs, keeping the chosen experiment, filter, sort and the open run. Until the user
+   * picks one, the experiment shown is the one the notebook's kernel writes to (asked each time: a first run
+   * or `%track config --experiment` changes it), else the notebook's default, else the newest.
+   */
   async refresh(): Promise<void> {
     const ticket = ++this._ticket;
     this._loaded = true;
     this._error.textContent = '';
+    const path = this._path;
+    const asked = this._options.askKernel ? this._options.askKernel(path).catch(() => null) : Promise.resolve(null);
     let answer;
     try {
-      answer = await getExperiments(this._path);
+      answer = await getExperiments(path);
     } catch (error) {
       if (ticket === this._ticket) {
         this._error.textContent = String((error as Error).message || error);
@@ -128,15 +162,55 @@ export class ExperimentsPanel extends Widget {
     this._store.textContent = answer.store.exists
       ? `Store: ${answer.store.description}`
       : `Store: ${answer.store.description} (no runs yet)`;
-    this._store.title = answer.store.uri;
-    if (!this._experimentId || !this._experiments.some(e => e.experiment_id === this._experimentId)) {
-      this._experimentId = defaultExperiment(this._experiments, this._path);
+    this._store.title = `${answer.store.description}\n${answer.store.uri}`;
+    const early = await Promise.race([asked, new Promise<null>(resolve => setTimeout(() => resolve(null), KERNEL_WAIT_MS))]);
+    if (ticket !== this._ticket) {
+      return;
     }
+    this._pickExperiment(early);
     this._renderExperiments();
     await this.loadRuns();
     if (this._detailRunId) {
       await this.showRun(this._detailRunId);
     }
+    if (!early) {
+      // A busy kernel answers late: switch to its experiment then, unless the user chose one meanwhile.
+      const late = await asked;
+      if (late && ticket === this._ticket && this._source !== 'user') {
+        const before = this._experimentId;
+        this._pickExperiment(late);
+        if (this._experimentId !== before) {
+          this._renderExperiments();
+          await this.loadRuns();
+        }
+      }
+    }
+  }
+
+  private _pickExperiment(target: IKernelTarget | null): void {
+    const known = !!this._experimentId && this._experiments.some(e => e.experiment_id === this._experimentId);
+    if (known && this._source === 'user') {
+      return;
+    }
+    const chosen = defaultExperiment(this._experiments, this._path, target);
+    const fromKernel =
+      !!target && !!chosen && this._experiments.some(e => e.experiment_id === chosen && (e.name === target.experiment || e.experiment_id === target.experiment_id));
+    if (known && !fromKernel && this._source === 'kernel') {
+      return; // the kernel did not answer this time: keep what it said before
+    }
+    this._experimentId = chosen;
+    this._setSource(chosen ? (fromKernel ? 'kernel' : 'notebook') : '');
+  }
+
+  private _setSource(source: ExperimentSource): void {
+    this._source = source;
+    this._experimentSelect.dataset.source = source;
+    this._experimentSelect.title =
+      source === 'kernel'
+        ? "The experiment this notebook's kernel writes to"
+        : source === 'notebook'
+          ? "The notebook's default experiment (its kernel did not say)"
+          : '';
   }
 
   /** Load the first page of runs (or the next one with `more`). */
@@ -174,6 +248,9 @@ export class ExperimentsPanel extends Widget {
       this._nextToken = null;
       this._total = null;
     }
+    if (this._runs.length) {
+      this._filter.placeholder = filterPlaceholder(this._runs);
+    }
     this._renderTable();
     await this._renderCompare();
   }
@@ -182,6 +259,7 @@ export class ExperimentsPanel extends Widget {
   async showRun(runId: string, experimentId?: string | null): Promise<void> {
     if (experimentId && experimentId !== this._experimentId && this._experiments.some(e => e.experiment_id === experimentId)) {
       this._experimentId = experimentId;
+      this._setSource('user');
       this._renderExperiments();
       await this.loadRuns();
     }
@@ -210,9 +288,11 @@ export class ExperimentsPanel extends Widget {
           text: runStatusText(run),
           attrs: run.stale ? { title: 'Owned by a kernel on another machine that has shown no sign of life for 10 minutes' } : {}
         }),
-        h('span', { className: 'jp-TrackingPanel-runName', text: run.run_name }),
+        h('span', { className: 'jp-TrackingPanel-runName', text: run.run_name, title: run.run_name }),
         h('button', {
-          text: 'Open in MLflow UI',
+          className: 'jp-Button jp-mod-minimal',
+          text: 'MLflow UI',
+          title: 'Open this run in the MLflow UI tab',
           attrs: { type: 'button' },
           onClick: () => this._options.openMlflow(run.experiment_id, run.run_id)
         })
@@ -221,31 +301,41 @@ export class ExperimentsPanel extends Widget {
     this._details.appendChild(
       h('div', {
         className: 'jp-TrackingPanel-detailMeta',
-        text: `${formatTime(run.start_time)} · ${formatDuration(runDuration(run.start_time, run.end_time))} · ${run.run_id}`
+        text: `${formatTime(run.start_time)} · ${formatDuration(runDuration(run.start_time, run.end_time))} · ${run.run_id.slice(0, 8)}`,
+        title: `run id ${run.run_id}`
       })
     );
-    const note = run.tags['mlflow.note.content'];
+    const note = run.tags[NOTE_TAG];
     if (note) {
       this._details.appendChild(h('div', { className: 'jp-TrackingPanel-note', text: note }));
     }
-    this._details.appendChild(keyValueTable('Params', Object.entries(run.params).map(([k, v]) => [k, v])));
+    // Metrics, with the charts of step metrics right under them; then params, the user's tags, packages and
+    // MLflow's own tags (folded).
+    const metrics = orderMetrics(run.metric_details);
     this._details.appendChild(
       keyValueTable(
         'Metrics',
-        run.metric_details.map(m => [m.key, m.points > 1 ? `${formatNumber(m.value)} (${m.points} points)` : formatNumber(m.value)])
-      )
-    );
-    this._details.appendChild(
-      keyValueTable(
-        'Tags',
-        Object.entries(run.tags)
-          .filter(([k]) => k !== 'mlflow.note.content')
-          .map(([k, v]) => [k, v.length > 200 ? v.slice(0, 200) + '…' : v])
+        metrics.map(m => [m.key, m.points > 1 ? `${formatNumber(m.value)} (${m.points} steps)` : formatNumber(m.value)])
       )
     );
     const charts = h('div', { className: 'jp-TrackingPanel-charts' });
     this._details.appendChild(charts);
-    const series = run.metric_details.filter(m => m.points > 1).slice(0, MAX_DETAIL_CHARTS);
+    this._details.appendChild(keyValueTable('Params', Object.entries(run.params).sort(([a], [b]) => a.localeCompare(b))));
+    const sections = runSections(run.tags);
+    if (sections.userTags.length) {
+      this._details.appendChild(keyValueTable('Tags', sections.userTags));
+    }
+    if (sections.packages.length) {
+      this._details.appendChild(keyValueTable('Packages', sections.packages, false));
+    }
+    this._details.appendChild(
+      keyValueTable(
+        'Recorded by MLflow',
+        sections.internalTags.map(([k, v]) => [k, v.length > 200 ? v.slice(0, 200) + '…' : v]),
+        false
+      )
+    );
+    const series = metrics.filter(m => m.points > 1).slice(0, MAX_DETAIL_CHARTS);
     for (const metric of series) {
       try {
         const history = await getMetricHistory(this._path, run.run_id, metric.key, 500);
@@ -269,7 +359,7 @@ export class ExperimentsPanel extends Widget {
       this._experimentSelect.appendChild(h('option', { text: 'No experiments yet', attrs: { value: '' } }));
     }
     for (const experiment of this._experiments) {
-      const option = h('option', { text: experiment.name, attrs: { value: experiment.experiment_id } });
+      const option = h('option', { text: experiment.name, title: experiment.name, attrs: { value: experiment.experiment_id } });
       option.selected = experiment.experiment_id === this._experimentId;
       this._experimentSelect.appendChild(option);
     }
@@ -278,7 +368,7 @@ export class ExperimentsPanel extends Widget {
   private _renderTable(): void {
     clear(this._table);
     this._more.hidden = !this._nextToken;
-    this._count.textContent = this._runs.length ? runCountText(this._runs.length, this._total, !!this._nextToken) : '';
+    this._count.textContent = this._experimentId ? runCountText(this._runs.length, this._total, !!this._nextToken) : '';
     if (!this._runs.length) {
       this._table.appendChild(
         h('div', {
@@ -296,9 +386,9 @@ export class ExperimentsPanel extends Widget {
       const better = goal === 'min' ? ' (lower is better)' : goal === 'max' ? ' (higher is better)' : '';
       headerCells.push(
         h('th', {
-          className: `jp-TrackingPanel-sortable jp-mod-${column.kind}`,
+          className: `jp-TrackingPanel-sortable jp-mod-${column.kind}${column.key === 'run_name' ? ' jp-TrackingPanel-nameCell' : ''}`,
           text: column.label + (sorted === 'ASC' ? ' ▲' : sorted === 'DESC' ? ' ▼' : ''),
-          title: `Sort by ${column.kind === 'attr' ? column.label : column.kind + ' ' + column.key}${better}`,
+          title: `${column.label}: sort by ${column.kind === 'attr' ? column.label : column.kind + ' ' + column.key}${better}`,
           attrs: { 'data-column': column.id, 'aria-sort': sorted === 'ASC' ? 'ascending' : sorted === 'DESC' ? 'descending' : 'none' },
           onClick: () => {
             this._sort = nextSort(this._sort, column, goal);
@@ -321,7 +411,14 @@ export class ExperimentsPanel extends Widget {
       });
       const cells: HTMLElement[] = [h('td', { className: 'jp-TrackingPanel-select' }, [checkbox])];
       for (const column of columns) {
-        cells.push(h('td', { className: `jp-mod-${column.kind}`, text: cellText(run, column) }));
+        const text = cellText(run, column);
+        cells.push(
+          h('td', {
+            className: `jp-mod-${column.kind}${column.key === 'run_name' && column.kind === 'attr' ? ' jp-TrackingPanel-nameCell' : ''}`,
+            text,
+            title: column.kind === 'metric' && column.key in run.metrics ? `${column.key} = ${run.metrics[column.key]}` : text
+          })
+        );
       }
       const row = h('tr', {
         className: `jp-TrackingPanel-run${run.run_id === this._detailRunId ? ' jp-mod-active' : ''}`,
@@ -351,9 +448,20 @@ export class ExperimentsPanel extends Widget {
       return;
     }
     if (!this._compareKey || !keys.includes(this._compareKey)) {
-      this._compareKey = keys[0];
+      // Which metrics have a history (a curve to compare): from the selected runs' details.
+      const points: Record<string, number> = {};
+      const details = await Promise.all(selected.slice(0, 4).map(r => getRun(this._path, r.run_id).catch(() => null)));
+      if (ticket !== this._compareTicket) {
+        return;
+      }
+      for (const detail of details) {
+        for (const m of detail?.metric_details ?? []) {
+          points[m.key] = Math.max(points[m.key] || 0, m.points);
+        }
+      }
+      this._compareKey = defaultCompareMetric(keys, points, this._compareKey);
     }
-    const select = h('select', { className: 'jp-TrackingPanel-compareKey', attrs: { 'aria-label': 'Metric to compare' } });
+    const select = h('select', { className: 'jp-TrackingPanel-compareKey jp-mod-styled', attrs: { 'aria-label': 'Metric to compare' } });
     for (const key of keys) {
       const option = h('option', { text: key, attrs: { value: key } });
       option.selected = key === this._compareKey;
@@ -364,14 +472,14 @@ export class ExperimentsPanel extends Widget {
       void this._renderCompare();
     });
     this._compare.appendChild(
-      h('div', { className: 'jp-TrackingPanel-compareHeader' }, [h('span', { text: `Compare ${selected.length} runs:` }), select])
+      h('div', { className: 'jp-TrackingPanel-compareHeader' }, [h('span', { text: `Compare ${selected.length}:` }), select])
     );
-    const key = this._compareKey;
+    const key = this._compareKey!;
     const series = [];
     for (const run of selected) {
       try {
         const history = await getMetricHistory(this._path, run.run_id, key, 500);
-        series.push({ label: run.run_name, points: history.points.map(p => ({ x: p.step, y: p.value })) });
+        series.push({ label: `${run.run_name} · ${run.run_id.slice(0, 6)}`, points: history.points.map(p => ({ x: p.step, y: p.value })) });
       } catch (error) {
         series.push({ label: `${run.run_name} (${(error as Error).message})`, points: [] });
       }
@@ -387,9 +495,10 @@ export class ExperimentsPanel extends Widget {
   private _loaded = false;
   private _experiments: IExperiment[] = [];
   private _experimentId: string | null = null;
+  private _source: ExperimentSource = '';
+  private _total: number | null = null;
   private _runs: IRunSummary[] = [];
   private _nextToken: string | null = null;
-  private _total: number | null = null;
   private _sort: { column: string; direction: SortDirection } | null = null;
   private _goals = new Map<string, Record<string, MetricGoal>>();
   private _selected = new Set<string>();
@@ -429,9 +538,11 @@ function cellText(run: IRunSummary, column: IColumn): string {
   }
 }
 
-function keyValueTable(title: string, rows: [string, string][]): HTMLElement {
-  const body = rows.map(([k, v]) => h('tr', {}, [h('th', { text: k }), h('td', { text: v })]));
-  return h('details', { className: `jp-TrackingPanel-kv jp-mod-${title.toLowerCase()}`, attrs: { open: '' } }, [
+/** A folding section of key/value rows; long keys and values are cut with an ellipsis, whole in the tooltip. */
+function keyValueTable(title: string, rows: [string, string][], open = true): HTMLElement {
+  const body = rows.map(([k, v]) => h('tr', {}, [h('th', { text: k, title: k }), h('td', { text: v, title: v })]));
+  const slug = title.toLowerCase().replace(/[^a-z]+/g, '-');
+  return h('details', { className: `jp-TrackingPanel-kv jp-mod-${slug}`, attrs: open ? { open: '' } : {} }, [
     h('summary', { text: `${title} (${rows.length})` }),
     h('table', {}, [h('tbody', {}, body)])
   ]);

@@ -95,11 +95,28 @@ export function queryString(params: Record<string, string | number | string[] | 
   return parts.length ? `?${parts.join('&')}` : '';
 }
 
-/** The experiment to show first: the one named after the notebook, else the most recently updated. */
+/** What the notebook's kernel says it writes to (see kernel.ts); null when it did not answer. */
+export interface ITargetHint {
+  experiment: string;
+  experiment_id: string | null;
+}
+
+/**
+ * The experiment to show first: the one the notebook's kernel writes to (by id, else by name), else the one
+ * named after the notebook (the kernel's default), else the most recently updated.
+ */
 export function defaultExperiment(
   experiments: { experiment_id: string; name: string }[],
-  notebookPath: string
+  notebookPath: string,
+  target: ITargetHint | null = null
 ): string | null {
+  if (target) {
+    const byId = target.experiment_id ? experiments.find(e => e.experiment_id === target.experiment_id) : undefined;
+    const byName = byId || experiments.find(e => e.name === target.experiment);
+    if (byName) {
+      return byName.experiment_id;
+    }
+  }
   const stem = (notebookPath.split('/').pop() || '').replace(/\.ipynb$/, '');
   const named = experiments.find(e => e.name === stem);
   if (named) {
@@ -108,13 +125,32 @@ export function defaultExperiment(
   return experiments.length ? experiments[0].experiment_id : null;
 }
 
-/** The hash route of a run (or experiment) inside MLflow's UI. */
+/**
+ * The hash route of a run (or an experiment's runs) inside MLflow's UI, in its training view (MLflow 3 opens
+ * on its GenAI view otherwise). The same rule as ``ui_route`` in jupyter_tracking/sharing/display.py.
+ */
 export function mlflowRoute(experimentId?: string | null, runId?: string | null): string {
+  const view = '?workflowType=machine_learning';
   if (experimentId && runId) {
-    return `#/experiments/${encodeURIComponent(experimentId)}/runs/${encodeURIComponent(runId)}`;
+    return `#/experiments/${encodeURIComponent(experimentId)}/runs/${encodeURIComponent(runId)}${view}`;
   }
   if (experimentId) {
-    return `#/experiments/${encodeURIComponent(experimentId)}/runs`;
+    return `#/experiments/${encodeURIComponent(experimentId)}/runs${view}`;
   }
-  return '';
+  return `#/experiments${view}`;
+}
+
+/** A filter example from this experiment's own metric and param names (never one it does not have). */
+export function filterPlaceholder(runs: { metrics: Record<string, number | null>; params: Record<string, string> }[]): string {
+  const metric = runs.map(r => Object.keys(r.metrics || {})[0]).find(Boolean);
+  const param = runs.map(r => Object.entries(r.params || {})[0]).find(Boolean);
+  const parts: string[] = [];
+  if (metric) {
+    const value = runs.map(r => r.metrics[metric]).find(v => typeof v === 'number');
+    parts.push(`metrics.${quoteKey(metric)} < ${typeof value === 'number' ? Number(value.toPrecision(2)) : 1}`);
+  }
+  if (param) {
+    parts.push(`params.${quoteKey(param[0])} = '${param[1].replace(/'/g, '')}'`);
+  }
+  return parts.length ? `filter, e.g. ${parts.join(' and ')}` : 'filter, e.g. metrics.loss < 0.5';
 }

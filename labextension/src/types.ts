@@ -48,6 +48,8 @@ export interface IRunCard {
   metrics: ICardMetric[];
   withheld: string[];
   ui_url: string | null;
+  /** The `%%track --note` text (null when none). */
+  note?: string | null;
 }
 
 export interface IStoreInfo {
@@ -81,7 +83,7 @@ export interface IRunSummary {
 export interface IRunPage {
   runs: IRunSummary[];
   next_page_token: string | null;
-  /** How many runs match, when the store counted them (null from a tracking server). */
+  /** How many runs match in all (null when the store could not count them cheaply). */
   total?: number | null;
 }
 

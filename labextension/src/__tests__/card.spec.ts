@@ -60,7 +60,7 @@ describe('cardView', () => {
   it('compares metrics with the previous and the best run, by goal', () => {
     const view = cardView(parseCard(base)!);
     const loss = view.metrics[0];
-    expect(loss.value).toBe('0.2');
+    expect(loss.value).toBe('0.2000');
     expect(loss.vsPrevious!.direction).toBe('better');
     expect(loss.vsBest!.direction).toBe('worse');
     expect(loss.isBest).toBe(false);
@@ -123,5 +123,49 @@ describe('cardView', () => {
     expect(cardView(parseCard(base)!).withheld).toBe('api_key');
     expect(cardView(parseCard(base)!).statusLabel).toBe('finished');
     expect(cardView(parseCard({ ...base, status: 'KILLED' })!).statusLabel).toBe('interrupted');
+  });
+  it('shows changes only where something changed, and "no change" once otherwise', () => {
+    const same = parseCard({
+      ...base,
+      params: [{ key: 'lr', value: '0.1', previous: '0.1', changed: false }],
+      metrics: [
+        { key: 'val_loss', value: 0.2, previous: 0.2, best: 0.15, goal: 'min', steps: 10 },
+        { key: 'acc', value: 0.9, previous: 0.9, best: 0.95, goal: 'max', steps: 1 }
+      ]
+    })!;
+    const view = cardView(same);
+    expect(view.metrics.every(m => m.vsPrevious === null)).toBe(true);
+    expect(view.noChange).toBe(true);
+    expect(cardView(parseCard(base)!).noChange).toBe(false);
+    expect(cardView(parseCard({ ...same, previous_run_id: null })!).noChange).toBe(false);
+  });
+  it('does not repeat the change against the best when the previous run is the best', () => {
+    const card = parseCard({
+      ...base,
+      metrics: [{ key: 'val_loss', value: 0.3, previous: 0.2, best: 0.2, goal: 'min', steps: 1 }]
+    })!;
+    const [loss] = cardView(card).metrics;
+    expect(loss.vsPrevious!.direction).toBe('worse');
+    expect(loss.vsBest).toBeNull();
+  });
+  it('flags a new best: the best of the experiment, reached by beating the previous run', () => {
+    const card = parseCard({
+      ...base,
+      metrics: [
+        { key: 'val_loss', value: 0.1, previous: 0.2, best: 0.1, goal: 'min', steps: 1 },
+        { key: 'acc', value: 0.9, previous: 0.9, best: 0.9, goal: 'max', steps: 1 }
+      ]
+    })!;
+    const view = cardView(card);
+    expect(view.metrics.map(m => [m.key, m.isBest, m.newBest])).toEqual([
+      ['val_loss', true, true],
+      ['acc', true, false]
+    ]);
+    expect(view.newBest).toBe(true);
+    expect(cardView(parseCard({ ...base, previous_run_id: null, best_run_id: 'abc123' })!).newBest).toBe(false);
+  });
+  it('carries the note', () => {
+    expect(cardView(parseCard({ ...base, note: 'try a smaller lr' })!).note).toBe('try a smaller lr');
+    expect(cardView(parseCard({ ...base, note: 42 })!).note).toBe('');
   });
 });

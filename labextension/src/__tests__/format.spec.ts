@@ -1,16 +1,28 @@
 import { formatDuration, formatNumber, formatTime, isSafeUrl, metricDelta, runDuration, runStatusText } from '../format';
 
 describe('formatNumber', () => {
-  it('keeps integers whole and rounds floats to significant digits', () => {
+  it('keeps whole numbers whole and shows others in 4 significant digits, zeros kept', () => {
     expect(formatNumber(42)).toBe('42');
     expect(formatNumber(0.123456)).toBe('0.1235');
-    expect(formatNumber(0.5)).toBe('0.5');
-    expect(formatNumber(12.5)).toBe('12.5');
+    expect(formatNumber(0.962)).toBe('0.9620');
+    expect(formatNumber(0.9601)).toBe('0.9601');
+    expect(formatNumber(0.5)).toBe('0.5000');
+    expect(formatNumber(12.5)).toBe('12.50');
+    expect(formatNumber(-3.14159)).toBe('-3.142');
     expect(formatNumber(-3.14159, 3)).toBe('-3.14');
   });
-  it('uses exponents for tiny and huge values', () => {
-    expect(formatNumber(0.0000123)).toBe('1.23e-5');
-    expect(formatNumber(12345678.9)).toBe('1.235e+7');
+  it('uses fixed notation where it reads (small values down to 1e-4)', () => {
+    expect(formatNumber(-9.68e-4)).toBe('-0.0009680');
+    expect(formatNumber(0.00012346)).toBe('0.0001235');
+    expect(formatNumber(9.99996)).toBe('10.00');
+    expect(formatNumber(-99.99996)).toBe('-100.0');
+    expect(formatNumber(1234.5678)).toBe('1235');
+    expect(formatNumber(12345.6)).toBe('12346');
+  });
+  it('uses exponents only for tiny and huge values', () => {
+    expect(formatNumber(0.0000123)).toBe('1.230e-5');
+    expect(formatNumber(12345678.9)).toBe('1.235e7');
+    expect(formatNumber(2e7)).toBe('2.000e7');
   });
   it('shows unknown and infinite values as symbols', () => {
     expect(formatNumber(null)).toBe('—');
@@ -49,23 +61,25 @@ describe('formatTime', () => {
 
 describe('metricDelta', () => {
   it('calls a lower loss better and a lower accuracy worse', () => {
-    expect(metricDelta(0.2, 0.25, 'min')).toEqual({ text: '-0.05 (-20%)', direction: 'better' });
-    expect(metricDelta(0.8, 0.9, 'max')).toEqual({ text: '-0.1 (-11%)', direction: 'worse' });
+    expect(metricDelta(0.2, 0.25, 'min')).toEqual({ text: '-0.05000 (-20%)', direction: 'better' });
+    expect(metricDelta(0.8, 0.9, 'max')).toEqual({ text: '-0.1000 (-11%)', direction: 'worse' });
     expect(metricDelta(0.95, 0.9, 'max')!.direction).toBe('better');
   });
   it('says when nothing changed and when it cannot compare', () => {
-    expect(metricDelta(1, 1, 'min')).toEqual({ text: '±0', direction: 'same' });
+    expect(metricDelta(1, 1, 'min')).toEqual({ text: 'no change', direction: 'same' });
+    // A change below the shown precision is no change either (no "+0.000").
+    expect(metricDelta(0.96011, 0.96012, 'max')).toEqual({ text: 'no change', direction: 'same' });
     expect(metricDelta(1, null, 'min')).toBeNull();
     expect(metricDelta(null, 1, 'min')).toBeNull();
     expect(metricDelta(NaN, 1, 'min')).toBeNull();
   });
   it('calls a change neither better nor worse when the goal is unknown', () => {
-    expect(metricDelta(0.95, 0.9, null)).toEqual({ text: '+0.05 (+5.6%)', direction: 'changed' });
+    expect(metricDelta(0.95, 0.9, null)).toEqual({ text: '+0.05000 (+5.6%)', direction: 'changed' });
     expect(metricDelta(0.85, 0.9, null)!.direction).toBe('changed');
-    expect(metricDelta(0.9, 0.9, null)).toEqual({ text: '±0', direction: 'same' });
+    expect(metricDelta(0.9, 0.9, null)).toEqual({ text: 'no change', direction: 'same' });
   });
   it('leaves out a percentage against zero', () => {
-    expect(metricDelta(0.5, 0, 'max')).toEqual({ text: '+0.5', direction: 'better' });
+    expect(metricDelta(0.5, 0, 'max')).toEqual({ text: '+0.5000', direction: 'better' });
   });
 });
 

@@ -1,4 +1,13 @@
-import { dataColumns, defaultExperiment, mlflowRoute, nextSort, orderByFor, queryString, quoteKey } from '../query';
+import {
+  dataColumns,
+  defaultExperiment,
+  filterPlaceholder,
+  mlflowRoute,
+  nextSort,
+  orderByFor,
+  queryString,
+  quoteKey
+} from '../query';
 import { IRunSummary } from '../types';
 
 function run(id: string, params: Record<string, string>, metrics: Record<string, number>): IRunSummary {
@@ -58,19 +67,35 @@ describe('queryString', () => {
 describe('defaultExperiment', () => {
   const experiments = [
     { experiment_id: '3', name: 'recent' },
-    { experiment_id: '1', name: 'train' }
+    { experiment_id: '1', name: 'train' },
+    { experiment_id: '7', name: 'configured' }
   ];
   it("prefers the experiment named after the notebook, else the most recent", () => {
     expect(defaultExperiment(experiments, 'work/train.ipynb')).toBe('1');
     expect(defaultExperiment(experiments, 'other.ipynb')).toBe('3');
     expect(defaultExperiment([], 'x.ipynb')).toBeNull();
   });
+  it("prefers the experiment the notebook's kernel writes to, by id then by name", () => {
+    expect(defaultExperiment(experiments, 'work/train.ipynb', { experiment: 'other-name', experiment_id: '3' })).toBe('3');
+    expect(defaultExperiment(experiments, 'work/train.ipynb', { experiment: 'configured', experiment_id: null })).toBe('7');
+    // The kernel's experiment has no run yet (not in the store): the notebook's default, then the newest.
+    expect(defaultExperiment(experiments, 'work/train.ipynb', { experiment: 'nowhere', experiment_id: null })).toBe('1');
+  });
 });
 
 describe('mlflowRoute', () => {
   it('points at a run, an experiment or the home page', () => {
-    expect(mlflowRoute('1', 'abc')).toBe('#/experiments/1/runs/abc');
-    expect(mlflowRoute('1')).toBe('#/experiments/1/runs');
-    expect(mlflowRoute()).toBe('');
+    expect(mlflowRoute('1', 'abc')).toBe('#/experiments/1/runs/abc?workflowType=machine_learning');
+    expect(mlflowRoute('1')).toBe('#/experiments/1/runs?workflowType=machine_learning');
+    expect(mlflowRoute()).toBe('#/experiments?workflowType=machine_learning');
+    expect(mlflowRoute('1/../2')).toBe('#/experiments/1%2F..%2F2/runs?workflowType=machine_learning');
+  });
+});
+
+describe('filterPlaceholder', () => {
+  it("builds the example from the experiment's own names", () => {
+    const runs = [{ metrics: { acc: 0.9123 }, params: { 'batch size': "3'2" } }];
+    expect(filterPlaceholder(runs)).toBe("filter, e.g. metrics.acc < 0.91 and params.`batch size` = '32'");
+    expect(filterPlaceholder([{ metrics: {}, params: {} }])).toBe('filter, e.g. metrics.loss < 0.5');
   });
 });
