@@ -59,6 +59,18 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 3
     os.environ.update(worker_environment(args, names))
+    # As `mlflow server` does before it serves: open the stores now, so a store that cannot be opened ends the
+    # process with MLflow's error (the caller shows its last lines) instead of a UI that fails page by page.
+    from mlflow.server.handlers import initialize_backend_stores
+
+    try:
+        initialize_backend_stores(args.backend_store_uri, args.backend_store_uri, args.artifact_root)
+    except Exception as exc:  # noqa: BLE001 - any failure to open the store ends the server, with its reason
+        import traceback
+
+        traceback.print_exc()
+        print(f"Error initializing the backend store: {exc}", file=sys.stderr)
+        return 1
     import uvicorn
 
     uvicorn.run("mlflow.server.fastapi_app:app", host=args.host, port=args.port, workers=1,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -21,8 +22,23 @@ def stop_ui_servers():
 async def test_open_mlflow_ui_starts_one_server_and_proxies_it(
     jp_fetch, http_server_client, jp_auth_header, seeded_runs, stop_ui_servers
 ):
-    response = await jp_fetch("jupyter-tracking/api/mlflow-ui", method="POST", body=b"", params={"path": NB},
-                              request_timeout=120)  # fmt: skip
+    async def state() -> dict:
+        return json.loads((await jp_fetch("jupyter-tracking/api/mlflow-ui", params={"path": NB})).body)
+
+    assert (await state())["state"] == "stopped"
+    opening = asyncio.ensure_future(
+        jp_fetch("jupyter-tracking/api/mlflow-ui", method="POST", body=b"", params={"path": NB}, request_timeout=120)
+    )
+    seen = []  # what the tab polls while the POST waits: the state, the seconds so far and the stage
+    while not opening.done():
+        seen.append(await state())
+        await asyncio.sleep(0.3)
+    response = await opening
+    starting = [s for s in seen if s["state"] == "starting"]
+    assert len(starting) >= 2
+    assert starting[-1]["elapsed"] > starting[0]["elapsed"] and starting[-1]["stage"] in ("loading MLflow", "answering")
+    after = await state()
+    assert after["state"] == "running" and after["expected"] > 0  # the next start shows the time left
     url = json.loads(response.body)["url"]
     assert url.startswith("/a%40b/jupyter-tracking/mlflow/") and url.endswith("/")
 
