@@ -4,7 +4,7 @@
 
 import { extent, ISeries, linePath, niceTicks, thin } from './chart';
 import { h } from './dom';
-import { formatNumber } from './format';
+import { formatTick } from './format';
 
 const SVG = 'http://www.w3.org/2000/svg';
 const WIDTH = 280;
@@ -34,17 +34,17 @@ export function renderChart(title: string, series: ISeries[]): HTMLElement {
   root.appendChild(label);
   const plot = svg('g', { transform: `translate(${MARGIN.left},${MARGIN.top})` });
   root.appendChild(plot);
-  for (const tick of niceTicks(yDomain, 3)) {
+  for (const tick of niceTicks(yDomain, 4)) {
     const y = innerH - ((tick - yDomain.min) / (yDomain.max - yDomain.min || 1)) * innerH;
     plot.appendChild(svg('line', { x1: 0, x2: innerW, y1: y, y2: y, class: 'jp-TrackingChart-grid' }));
     const text = svg('text', { x: -4, y: y + 3, 'text-anchor': 'end', class: 'jp-TrackingChart-tick' });
-    text.textContent = formatNumber(tick, 3);
+    text.textContent = formatTick(tick);
     plot.appendChild(text);
   }
   for (const tick of niceTicks(xDomain, 4)) {
     const x = ((tick - xDomain.min) / (xDomain.max - xDomain.min || 1)) * innerW;
     const text = svg('text', { x, y: innerH + 14, 'text-anchor': 'middle', class: 'jp-TrackingChart-tick' });
-    text.textContent = formatNumber(tick, 3);
+    text.textContent = formatTick(tick);
     plot.appendChild(text);
   }
   shown.forEach((s, index) => {

@@ -35,6 +35,12 @@ export function formatNumber(value: number | null | undefined, digits = 4): stri
   return value.toExponential(Math.max(0, digits - 1)).replace('e+', 'e');
 }
 
+/** An axis tick: round values read best without trailing zeros ("0.5", "0.25", "1e-5"). */
+export function formatTick(value: number): string {
+  const text = formatNumber(value, 3);
+  return text.includes('e') ? text.replace(/\.?0+e/, 'e') : text.includes('.') ? text.replace(/\.?0+$/, '') : text;
+}
+
 /** "850 ms", "12.3 s", "4 min 05 s", "2 h 03 min". */
 export function formatDuration(seconds: number | null | undefined): string {
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds) || seconds < 0) {

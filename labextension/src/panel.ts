@@ -50,7 +50,7 @@ export class ExperimentsPanel extends Widget {
     this.title.caption = 'Experiments (jupyter_tracking)';
 
     this._store = h('div', { className: 'jp-TrackingPanel-store', text: 'No notebook open.' });
-    this._experimentSelect = h('select', { className: 'jp-TrackingPanel-experiment jp-mod-styled', attrs: { 'aria-label': 'Experiment' } });
+    this._experimentSelect = h('select', { className: 'jp-TrackingPanel-experiment', attrs: { 'aria-label': 'Experiment' } });
     this._experimentSelect.addEventListener('change', () => {
       this._experimentId = this._experimentSelect.value || null;
       this._setSource('user');
@@ -58,7 +58,7 @@ export class ExperimentsPanel extends Widget {
       void this.loadRuns();
     });
     this._filter = h('input', {
-      className: 'jp-TrackingPanel-filter jp-mod-styled',
+      className: 'jp-TrackingPanel-filter',
       attrs: { type: 'search', placeholder: 'filter runs', 'aria-label': 'Filter runs' }
     });
     this._filter.addEventListener('keydown', event => {
@@ -461,7 +461,7 @@ export class ExperimentsPanel extends Widget {
       }
       this._compareKey = defaultCompareMetric(keys, points, this._compareKey);
     }
-    const select = h('select', { className: 'jp-TrackingPanel-compareKey jp-mod-styled', attrs: { 'aria-label': 'Metric to compare' } });
+    const select = h('select', { className: 'jp-TrackingPanel-compareKey', attrs: { 'aria-label': 'Metric to compare' } });
     for (const key of keys) {
       const option = h('option', { text: key, attrs: { value: key } });
       option.selected = key === this._compareKey;

@@ -1,4 +1,4 @@
-import { formatDuration, formatNumber, formatTime, isSafeUrl, metricDelta, runDuration, runStatusText } from '../format';
+import { formatDuration, formatNumber, formatTick, formatTime, isSafeUrl, metricDelta, runDuration, runStatusText } from '../format';
 
 describe('formatNumber', () => {
   it('keeps whole numbers whole and shows others in 4 significant digits, zeros kept', () => {
@@ -29,6 +29,16 @@ describe('formatNumber', () => {
     expect(formatNumber(NaN)).toBe('—');
     expect(formatNumber(Infinity)).toBe('∞');
     expect(formatNumber(-Infinity)).toBe('-∞');
+  });
+});
+
+describe('formatTick', () => {
+  it('drops trailing zeros from round axis values', () => {
+    expect(formatTick(0.5)).toBe('0.5');
+    expect(formatTick(0.25)).toBe('0.25');
+    expect(formatTick(10)).toBe('10');
+    expect(formatTick(0.00002)).toBe('2e-5');
+    expect(formatTick(2e7)).toBe('2e7');
   });
 });
 

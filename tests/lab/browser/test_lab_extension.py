@@ -30,7 +30,7 @@ import time
 import jupyter_tracking as jt
 losses = []
 for epoch in range({EPOCHS}):
-    time.sleep(0.8)
+    time.sleep(1.5)  # long enough for the status bar to show a metric on a busy machine
     losses.append(1.0 / (epoch + 1 + lr))
     jt.log(step=epoch, train_loss=losses[-1])
 val_loss = losses[-1]"""
@@ -230,6 +230,7 @@ def test_the_run_appears_in_the_experiments_panel(page):
     )
     assert order.index("metrics") < order.index("charts") < order.index("params"), order
     assert details.locator("details.jp-mod-recorded-by-mlflow").get_attribute("open") is None
+    details.locator("details.jp-mod-packages > summary").click()  # folded until asked for
     packages = details.locator("details.jp-mod-packages tr").all_inner_texts()
     assert packages and all(not p.strip().startswith("{") for p in packages)
     assert any(re.match(r"mlflow\s+3\.", p.strip()) for p in packages), packages
