@@ -8,6 +8,7 @@ import { Widget } from '@lumino/widgets';
 
 import { getMlflowUIState, IUIStartState, openMlflowUI } from './api';
 import { h } from './dom';
+import { applyMlflowDefaults } from './mlflowPrefs';
 import { startProgress } from './progress';
 
 const POLL_MS = 500;
@@ -89,6 +90,7 @@ export class MlflowTab extends Widget {
     if (!this._baseUrl) {
       return;
     }
+    applyMlflowDefaults(window.localStorage);
     this._frame.src = this._baseUrl + route;
     this._frame.dataset.src = this._frame.src;
     this._frame.hidden = false;

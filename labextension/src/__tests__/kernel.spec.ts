@@ -1,4 +1,5 @@
 import { parseTarget, TARGET_EXPRESSION } from '../kernel';
+import { applyMlflowDefaults } from '../mlflowPrefs';
 import { startProgress } from '../progress';
 
 describe('parseTarget', () => {
@@ -29,5 +30,15 @@ describe('startProgress', () => {
     expect(startProgress(next, 0)).toEqual({ text: 'Starting the MLflow UI: loading MLflow · 2 s, about 6 s left', fraction: 0.25 });
     const late = { state: 'starting' as const, elapsed: 9, stage: 'answering', expected: 8 };
     expect(startProgress(late, 0)).toEqual({ text: 'Starting the MLflow UI: answering · 9 s, almost ready', fraction: 0.95 });
+  });
+});
+
+describe('applyMlflowDefaults', () => {
+  it("keeps MLflow's assistant from opening over the runs, once, and keeps the user's choice", () => {
+    const store = new Map<string, string>([['mlflow.assistant.panelOpen_v1', 'true']]);
+    const storage = { getItem: (k: string) => store.get(k) ?? null, setItem: (k: string, v: string) => void store.set(k, v) };
+    expect(applyMlflowDefaults(storage)).toEqual(['mlflow.assistant.fab.autoOpenedOnFirstLoad_v1']);
+    expect(store.get('mlflow.assistant.panelOpen_v1')).toBe('true');
+    expect(applyMlflowDefaults(storage)).toEqual([]);
   });
 });

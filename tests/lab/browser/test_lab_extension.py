@@ -435,6 +435,10 @@ def test_open_mlflow_ui_in_a_tab(page):
     assert tab.count() == 1
     frame_height = frame_el.evaluate("el => el.getBoundingClientRect().height")
     assert frame_height > 700, frame_height  # the whole tab, not a 480 px box
+    assert not message.is_visible()  # the progress line made way for the frame
+    # MLflow's training view, and its assistant column not opened over the runs.
+    frame.get_by_text("Model training").first.wait_for()
+    assert frame.locator("text=Ask questions about your experiments").count() == 0
     shoot(page, None, "lab-mlflow-ui")
     # The card's link opens that run in the same tab.
     card = cell(page, 1).locator(".jp-TrackingCard")
