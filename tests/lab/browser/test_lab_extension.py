@@ -441,6 +441,7 @@ def test_open_mlflow_ui_in_a_tab(page):
     assert frame.locator("text=Ask questions about your experiments").count() == 0
     shoot(page, None, "lab-mlflow-ui")
     # The card's link opens that run in the same tab.
+    page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="train.ipynb").click()
     card = cell(page, 1).locator(".jp-TrackingCard")
     run_id = card.get_attribute("data-run-id")
     card.locator("button.jp-TrackingCard-link", has_text="MLflow UI").click()
