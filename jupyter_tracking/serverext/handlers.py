@@ -144,8 +144,13 @@ class UIServerHandler(TrackingHandler):
 
     @web.authenticated
     async def get(self) -> None:
+        """With ``?path=``: how that store's UI server is doing (the tab polls it while the POST waits);
+        without: every UI server this Jupyter server runs."""
         from . import mlflow_ui
 
+        if self.get_argument("path", None) is not None:
+            self.send(mlflow_ui.start_state(self.location()))
+            return
         self.send({"servers": mlflow_ui.describe_running()})
 
 

@@ -4,7 +4,8 @@ The process itself is started and supervised by ``jupyter_tracking.sharing.ui_se
 runners, 127.0.0.1, stopped when this Jupyter server exits). Here we only pick its ``--static-prefix`` (the
 path the proxy serves it under), open the store read-only (SQLite ``mode=ro``; never a missing store, which
 MLflow would create) and remember which proxy key leads to which local port. ``is_read_request`` is the
-proxy's rule for what may pass: reads only.
+proxy's rule for what may pass: reads only. While a server starts, ``start_state`` says how far it got (the
+tab polls it to show progress), and the last start's duration is what the next one is expected to take.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+import time
 from dataclasses import dataclass, replace
 from urllib.parse import quote, unquote
 from typing import Any
@@ -21,6 +23,8 @@ from jupyter_server.utils import url_path_join
 from ..store import StoreLocation, redact_uri
 
 _servers: dict[str, Any] = {}  # proxy key -> sharing.ui_server.UIServer
+_starting: dict[str, dict[str, Any]] = {}  # proxy key -> {"began": monotonic, "stage": str}
+_last_start_seconds: list[float] = []  # how long the most recent start took (one value, or none yet)
 _lock = threading.Lock()
 
 
@@ -54,7 +58,24 @@ def ensure_ui(location: StoreLocation, base_url: str) -> UIResult:
     key = proxy_key(location)
     prefix = url_path_join(base_url, "jupyter-tracking/mlflow", key).rstrip("/")
     # MLflow's routes match the decoded path; the proxy forwards the path as the browser sent it.
-    outcome = start_ui_server(read_only(location), static_prefix=unquote(prefix), frame_options="SAMEORIGIN")
+    with _lock:
+        _starting[key] = {"began": time.monotonic(), "stage": "starting"}
+
+    def progress(_elapsed: float, stage: str) -> None:
+        with _lock:
+            if key in _starting:
+                _starting[key]["stage"] = stage
+
+    try:
+        outcome = start_ui_server(
+            read_only(location), static_prefix=unquote(prefix), frame_options="SAMEORIGIN", progress=progress
+        )
+    finally:
+        with _lock:
+            _starting.pop(key, None)
+    if outcome.ok and type(outcome).__name__ == "Started":
+        with _lock:
+            _last_start_seconds[:] = [outcome.server.startup_seconds]
     if not outcome.ok:
         retry = type(outcome).__name__ in ("StartTimedOut", "PortInUse", "StartFailed")
         return UIResult(False, outcome.message, retry=retry)
@@ -98,6 +119,20 @@ def upstream_for(key: str) -> str | None:
             del _servers[key]
             return None
         return f"http://127.0.0.1:{server.port}"
+
+
+def start_state(location: StoreLocation) -> dict[str, Any]:
+    """How the UI server of ``location`` is doing: "running", "starting" (with the seconds since it began, its
+    stage and how long the last start took, if known) or "stopped"."""
+    key = proxy_key(location)
+    with _lock:
+        expected = _last_start_seconds[0] if _last_start_seconds else None
+        starting = _starting.get(key)
+        if starting is not None:
+            return {"state": "starting", "elapsed": time.monotonic() - starting["began"],
+                    "stage": starting["stage"], "expected": expected}
+    running = upstream_for(key) is not None
+    return {"state": "running" if running else "stopped", "elapsed": None, "stage": None, "expected": expected}
 
 
 def describe_running() -> list[dict[str, Any]]:

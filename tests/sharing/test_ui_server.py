@@ -45,7 +45,7 @@ def started(embedded):
     outcome.server.stop()
 
 
-def test_server_is_lean_bound_to_loopback_and_healthy(started):
+def test_server_is_lean_bound_to_loopback_and_healthy(started, embedded):
     outcome, elapsed = started
     server = outcome.server
     assert server.url == f"http://127.0.0.1:{server.port}/"
@@ -54,7 +54,7 @@ def test_server_is_lean_bound_to_loopback_and_healthy(started):
     members = group_members(server.pid)
     # the guard and one process serving MLflow's app (no `mlflow server` in front of it, no job runners)
     assert len(members) == 2, [m.cmdline() for m in members]
-    worker = next(m for m in members if "jupyter_tracking.sharing.mlflow_server" in m.cmdline())
+    worker = next(m for m in members if m.cmdline()[1:3] == ["-m", "jupyter_tracking.sharing.mlflow_server"])
     assert worker.cmdline()[worker.cmdline().index("--backend-store-uri") + 1] == embedded.uri
     environ = worker.environ()
     assert environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION") == "false"
