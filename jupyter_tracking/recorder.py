@@ -561,7 +561,7 @@ class RunRecorder:
             tracking_uri=store_module.redact_uri(self.location.uri), cell_key=self.cell_key,
             child_runs=list(self.child_runs), renamed_params=renamed, refused=list(self.refused),
             cell_logged=self.cell_logged or bool(self.child_runs),
-            note=self.description,
+            note=redact_text(self.description) if self.description else None,  # shown on the card: redacted
         )
         for observer in list(self.observers):
             self._call_observer(observer, "on_run_end", self, status)

@@ -270,8 +270,10 @@ def test_jobs_artifacts_come_back_and_stop_on_error_cancels_the_rest(shell, proj
     assert not [key for key in [*child.data.metrics, *child.data.params] if key.startswith("model")]  # a file only
     assert float(child.data.tags[parallel.TRIAL_SECONDS_TAG]) >= 0 and ":" in child.data.tags[parallel.WORKER_TAG]
     # --stop-on-error: the first failure stops the sweep; what was still running is KILLED, the rest never runs.
+    # Trial 2 fails after trial 1 (no sleep) has surely finished, even on a loaded machine.
     result = shell.run_cell("%%track --grid grid --jobs 2 --stop-on-error\nimport time\nif n == 2:\n"
-                            "    raise ValueError('stop here')\ntime.sleep(0 if n == 1 else 30)\nloss = n\n")
+                            "    time.sleep(3)\n    raise ValueError('stop here')\ntime.sleep(0 if n == 1 else 30)\n"
+                            "loss = n\n")
     assert isinstance(result.error_in_exec, RuntimeError) and "trial 2 failed: ValueError: stop here" in str(
         result.error_in_exec)
     runs = runs_of(project, EXPERIMENT)

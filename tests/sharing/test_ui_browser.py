@@ -7,6 +7,7 @@ SAMEORIGIN would leave a blank frame, so this checks what the user sees, not jus
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -44,7 +45,7 @@ def test_the_inline_ui_renders_in_jupyterlab(tmp_path, jupyter_app, chromium_pag
     frame.get_by_text("framed-demo").first.wait_for(timeout=90_000)
     frame_element.scroll_into_view_if_needed()
     save_screenshot(page, "tracking-ui-in-jupyterlab")
-    port = src.rsplit(":", 1)[1].strip("/")
+    port = str(urlsplit(src).port)  # the frame deep-links into the experiment's runs: the port alone
     assert processes_with("mlflow", "--port", port)
     server.stop()  # the Jupyter server shuts its kernel down: the UI server goes with it
     assert wait_until(lambda: not processes_with("--port", port), timeout=30)
