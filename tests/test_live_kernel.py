@@ -193,11 +193,12 @@ def test_cells_without_step_metrics_get_no_panel(widget_kernel):
 
 
 def test_system_metrics_are_logged_and_drawn(widget_kernel):
+    # ~5 s: several 1 s samples reach the panel while it is live (a key is drawn from its second point on).
     messages = widget_kernel.run("""%%track with-system --system
 for epoch in range(14):
     jt.log(step=epoch, train_loss=1.0 / (epoch + 1))
     sum(i * i for i in range(60_000))
-    time.sleep(0.15)
+    time.sleep(0.35)
 """)
     comm_id = figure_comm(messages)
     names = {n.split(" ")[0] for m in updates(messages, comm_id)

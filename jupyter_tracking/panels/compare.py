@@ -279,7 +279,9 @@ class RunsPanel:
             # The first state goes with the widget's creation (not as updates racing its model in the browser).
             self._table = _table_widget_class()(**self._table_state(figure=True))
             self._figure = _new_figure()
-            self._box = ipywidgets.VBox([self._table], layout={"width": "100%"})
+            # The figure's view exists from the start (a view made later misses the figure's earlier updates);
+            # while it has nothing to draw, the box's class hides it (_compare.css): no empty area.
+            self._box = ipywidgets.VBox([self._table, self._figure], layout={"width": "100%"})
             self._draw_figure()
             self._table.observe(self._on_widget_change,
                                 names=["filter_request", "sort", "page", "selected", "show_all", "metric"])
@@ -351,9 +353,11 @@ class RunsPanel:
     def _draw_figure(self) -> None:
         """Redraw the figure; the box shows it only when it has something to draw (no empty area)."""
         draw_figure(self._figure, self)
-        children = (self._table, self._figure) if self._figure.data else (self._table,)
-        if self._box is not None and tuple(self._box.children) != children:
-            self._box.children = children
+        if self._box is not None:
+            if self._figure.data:
+                self._box.remove_class("jt-figure-empty")
+            else:
+                self._box.add_class("jt-figure-empty")
 
     # ------------------------------------------------------------------------------------------ display
 
