@@ -9,11 +9,13 @@ MLflow and pandas are imported on first use.
 from __future__ import annotations
 
 import ast
+import contextlib
 import difflib
 import gc
 import html
 import json
 import math
+import os
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -405,12 +407,28 @@ def get_run(run_id: str, location: StoreLocation | None = None) -> Run:
         raise
 
 
+@contextlib.contextmanager
+def _no_progress_bar():
+    """MLflow draws a text progress bar for every download when tqdm is installed: noise under a cell for a
+    small file we fetch ourselves (cell source, a pickled object). Off while we download."""
+    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    before = os.environ.get(name)
+    os.environ[name] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
 def cell_source(run_id: str, location: StoreLocation | None = None) -> str | None:
     """The source of the cell that made the run (artifact ``cell/cell.py``), or None if it was not logged."""
     from .store import client_for
 
     client = client_for(location_or_default(location))
-    with tempfile.TemporaryDirectory(prefix="jt-cell-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="jt-cell-") as tmp, _no_progress_bar():
         try:
             path = client.download_artifacts(run_id, CELL_ARTIFACT, tmp)
         except Exception:  # noqa: BLE001 - no such artifact
@@ -475,7 +493,7 @@ def load_artifacts(
     repository = _artifact_repository(run, location)
     author = run.data.tags.get("mlflow.user")
     objects = {}
-    with tempfile.TemporaryDirectory(prefix="jt-load-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="jt-load-") as tmp, _no_progress_bar():
         for name in wanted:
             path = Path(repository.download_artifacts(f"{ARTIFACTS_DIR}/{files[name]}", tmp))
             signature = None
