@@ -596,17 +596,16 @@ class RunRecorder:
         self._notify = lambda message: self.session.run_ends.defer(f"run {name!r}: {message}")
         try:
             self._finish_through_sink(final)
-        except Exception as error:  # noqa: BLE001 - the journal entry stays and is delivered later
+        except Exception as error:  # noqa: BLE001 - the journal entry (and the files it names) stay for delivery
             self.notice(f"this run could not be completely written ({_short_error(error)}); it is kept in "
                         f"{journal.parent} and delivered by `%track sync`", key="finish")
+        else:
+            spool.remove_journal(journal)
+            if self._tmpdir is not None:
+                self._tmpdir.cleanup()
+        finally:
             if self._lease is not None:
                 self._lease.stop()
-            return
-        spool.remove_journal(journal)
-        if self._lease is not None:
-            self._lease.stop()
-        if self._tmpdir is not None:
-            self._tmpdir.cleanup()
 
     def _finish_through_sink(self, final: FinalRecord) -> tuple[dict[str, str], dict[str, str]]:
         """The run's end through the current sink; an outage swaps to the spool and writes it there."""

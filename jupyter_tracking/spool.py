@@ -78,10 +78,7 @@ class SpoolFile:
                 artifacts.append([self._copy(path), artifact_path])
             except OSError:
                 self.lost_files.append(Path(path).name)
-        self._append({
-            "op": "final", "rows": final.rows, "params": final.params, "tags": final.tags, "status": final.status,
-            "end_time": final.end_time, "artifacts": artifacts, "datasets": final.datasets,
-        })
+        self._append(_final_record(final, artifacts))
 
     def _copy(self, local_path: str) -> str:
         folder = private_dir(self.files / uuid.uuid4().hex[:8])  # keeps the file's name: MLflow logs it so
@@ -100,15 +97,17 @@ def write_journal(header: dict[str, Any], final: Any) -> Path:
 
     folder = private_dir(spool_dir())
     path = folder / f"{int(time.time())}-{uuid.uuid4().hex}.jsonl"
-    records = [
-        {"op": "run", **header, "owner": owner_tags()},
-        {"op": "final", "rows": final.rows, "params": final.params, "tags": final.tags, "status": final.status,
-         "end_time": final.end_time, "artifacts": [list(item) for item in final.artifacts],
-         "datasets": final.datasets},
-    ]
+    records = [{"op": "run", **header, "owner": owner_tags()},
+               _final_record(final, [list(item) for item in final.artifacts])]
     with open_private(path, "w") as handle:
         handle.write("".join(json.dumps(record) + "\n" for record in records))
     return path
+
+
+def _final_record(final: Any, artifacts: list[list[Any]]) -> dict[str, Any]:
+    """The ``final`` record of a spool file (``deliver`` reads it back), with ``artifacts`` as stored there."""
+    return {"op": "final", "rows": final.rows, "params": final.params, "tags": final.tags, "status": final.status,
+            "end_time": final.end_time, "artifacts": artifacts, "datasets": final.datasets}
 
 
 def is_journal(path: Path) -> bool:
@@ -268,18 +267,15 @@ def deliver_pending(location: Any, session: Any = None, *, journals_only: bool =
     files = pending(location.uri)
     if journals_only:
         files = [path for path in files if is_journal(path)]
-    deliverable = set(pending(location.uri, deliverable=True))
-    if not deliverable.intersection(files):
-        result.busy = len(files)
+    deliverable = [path for path in files if not _owned_by_live_process(path)]
+    result.busy = len(files) - len(deliverable)  # run ends their own kernels are writing now
+    if not deliverable:
         return result
     if not store.is_reachable(location):
         result.outage = ConnectionError(f"the store {store.redact_uri(location.uri)} is still unreachable")
         return result
     sink = MlflowSink(location, session)
-    for path in files:
-        if _owned_by_live_process(path):
-            result.busy += 1  # a run end its own kernel is writing now
-            continue
+    for path in deliverable:
         lock = FileLock(str(path.with_suffix(".lock")), timeout=0)
         try:
             lock.acquire()
