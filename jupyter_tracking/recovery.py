@@ -480,9 +480,7 @@ def _deliver_journals(location: Any, notify: Any) -> None:
     """Run ends that dead kernels left in their journal (run_ends.py) complete their runs first."""
     from . import spool
 
-    if not any(spool.is_journal(path) for path in spool.pending(location.uri, deliverable=True)):
-        return
-    delivery = spool.deliver_pending(location, journals_only=True)
+    delivery = spool.deliver_pending(location, journals_only=True)  # returns at once when there is none
     if delivery.delivered:
         (notify or _print_notice)(f"completed {len(delivery.delivered)} run(s) whose kernel ended before their "
                                   f"end was written: {', '.join(delivery.delivered)}")
