@@ -357,6 +357,21 @@ def _open_parent(source: str, options: Any, session: Any, tags: dict[str, str], 
     return _Parent(parent, location, experiment, git, notebook, overrides)
 
 
+def _close_table(table: Any) -> None:
+    """The sweep table's last state, then it stops updating."""
+    table.update(force=True)
+    table.close()
+
+
+def _outcome(state: SweepState, interrupted: BaseException | None, stop_error: BaseException | None) -> SweepState:
+    """What a finished sweep gives the cell: the interrupt or the stopping error raised again, else its state."""
+    if interrupted is not None:
+        raise interrupted
+    if stop_error is not None:
+        raise stop_error
+    return state
+
+
 def _close_parent(parent: _Parent, state: SweepState, interrupted: BaseException | None,
                   stop_error: BaseException | None, tags: dict[str, str] | None = None) -> None:
     """Mark what did not finish, pick the best child, tag and close the parent run. Never raises."""
@@ -481,13 +496,8 @@ def run_grid(
         interrupted = error
     finally:
         _close_parent(parent, state, interrupted, stop_error)
-        table.update(force=True)
-        table.close()
-    if interrupted is not None:
-        raise interrupted
-    if stop_error is not None:
-        raise stop_error
-    return state
+        _close_table(table)
+    return _outcome(state, interrupted, stop_error)
 
 
 def _trial_name(bindings: dict[str, Any]) -> str:
@@ -637,13 +647,8 @@ def run_trials(shell: Any, source: str, options: Any, state: SweepState, trials:
             row.run_id = summary.run_id if summary is not None else None
             trials.finished(row, None)
         _close_parent(parent, state, interrupted, stop_error, trials.close(state))
-        table.update(force=True)
-        table.close()
-    if interrupted is not None:
-        raise interrupted
-    if stop_error is not None:
-        raise stop_error
-    return state
+        _close_table(table)
+    return _outcome(state, interrupted, stop_error)
 
 
 def _outputs_of(shell: Any, source: str, grid: dict[str, list]) -> set[str]:
