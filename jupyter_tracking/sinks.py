@@ -162,8 +162,10 @@ class MlflowSink:
                 run = self._create_sql_run(experiment_id, run_name, tags, start_time, nested)
                 if run is None:
                     run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags, nested=nested)
-            else:
-                run = client.create_run(experiment_id, start_time=start_time, run_name=run_name, tags=tags)
+            else:  # a run that is not MLflow's active run (a sweep's trial, a delivered spool file)
+                run = self._insert_run(experiment_id, run_name, tags, start_time)
+                if run is None:
+                    run = client.create_run(experiment_id, start_time=start_time, run_name=run_name, tags=tags)
         info = run.info
         self._artifact_uris[info.run_id] = info.artifact_uri
         return CreatedRun(info.run_id, experiment_id, info.artifact_uri, info.run_name, info.start_time / 1000.0)
@@ -173,18 +175,25 @@ class MlflowSink:
         """On a SQL store, the active run made in one transaction and pushed as ``mlflow.start_run`` would push
         it (a third of its cost); None where MLflow's own ``start_run`` must do it (another store, or MLflow's
         system-metrics monitor switched on by its environment variable)."""
-        store = internals.sql_store_of(self.client)
-        if store is None or os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "").lower() in ("1", "true"):
+        if os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "").lower() in ("1", "true"):
             return None
         import mlflow
 
         tags = dict(tags)
         if nested:
             tags["mlflow.parentRunId"] = mlflow.active_run().info.run_id
-        run = internals.sql_create_run(store, experiment_id, run_name=run_name, tags=tags, start_time=start_time,
-                                       user_id=tags.get("mlflow.user"))
-        internals.push_fluent_run(run)
+        run = self._insert_run(experiment_id, run_name, tags, start_time)
+        if run is not None:
+            internals.push_fluent_run(run)
         return run
+
+    def _insert_run(self, experiment_id: str, run_name: str | None, tags: dict[str, str], start_time: int) -> Any:
+        """On a SQL store, the run and its tags inserted in one transaction; None for other stores."""
+        store = internals.sql_store_of(self.client)
+        if store is None:
+            return None
+        return internals.sql_create_run(store, experiment_id, run_name=run_name, tags=tags, start_time=start_time,
+                                        user_id=tags.get("mlflow.user", "unknown"))  # as MlflowClient does
 
     def find_run(self, experiment_name: str, tag_key: str, tag_value: str) -> CreatedRun | None:
         """A run created earlier for the same spooled run (its key tag), so delivery never creates it twice."""
