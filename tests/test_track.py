@@ -416,3 +416,28 @@ def test_git_dirty_state_and_origin_without_credentials(shell, project):
     assert tags["mlflow.source.git.branch"] == "trial"
     assert "secrettoken" not in tags["mlflow.source.git.repoURL"]
     assert tags["mlflow.source.git.repoURL"].endswith("git.example.com/team/repo.git")
+
+
+def test_the_extension_knows_which_track_options_take_values():
+    """The run browser reads a cell's run name off its ``%%track`` line (``trackRunName`` in magic.ts): its
+    lists of options that take a value must be the magic's own, or ``%%track --jobs 2`` would name a run "2"."""
+    import re
+
+    from IPython.core.magic_arguments import construct_parser
+
+    from jupyter_tracking.magics import TrackingMagics
+
+    parser = construct_parser(TrackingMagics.track)
+    one, many = set(), set()
+    for action in parser._actions:  # argparse's own record of the options
+        if not action.option_strings or action.nargs == 0 or "-h" in action.option_strings:
+            continue
+        (many if action.nargs == "+" else one).update(action.option_strings)
+    source = (Path(__file__).parent.parent / "labextension" / "src" / "magic.ts").read_text()
+
+    def ts_set(name: str) -> set[str]:
+        body = re.search(rf"const {name} = new Set\(\[(.*?)\]\)", source, re.S).group(1)
+        return set(re.findall(r"'([^']+)'", body))
+
+    assert ts_set("takesValue") == one
+    assert ts_set("takesWords") == many

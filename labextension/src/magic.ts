@@ -29,14 +29,23 @@ export function trackRunName(source: string): string | null {
   }
   const first = source.replace(/^\s*\n/, '').split('\n', 1)[0];
   const words = (first.match(/"[^"]*"|'[^']*'|\S+/g) || []).slice(1);
+  // The %%track options that take a value (tests/test_track.py checks this list against the magic's parser);
+  // --grid and --search take every word up to the next option.
   const takesValue = new Set([
     '-e', '--experiment', '-p', '--params', '-m', '--metrics', '-x', '--exclude', '-t', '--tag',
-    '--note', '--artifacts', '--grid'
+    '--note', '--artifacts', '--steps', '--best-by', '--trials', '--seed', '--jobs', '--cluster'
   ]); // prettier-ignore
+  const takesWords = new Set(['--grid', '--search']);
   for (let i = 0; i < words.length; i++) {
     const word = words[i];
     if (takesValue.has(word)) {
       i++;
+      continue;
+    }
+    if (takesWords.has(word)) {
+      while (i + 1 < words.length && !/^-[-a-zA-Z]/.test(words[i + 1])) {
+        i++;
+      }
       continue;
     }
     if (word.startsWith('-')) {

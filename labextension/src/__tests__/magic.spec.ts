@@ -32,6 +32,13 @@ describe('trackRunName', () => {
     expect(trackRunName('%%track -e iris --note "why not" big-model -t a=b\nx')).toBe('big-model');
     expect(trackRunName("%%track --no-live 'quoted name'\nx")).toBe('quoted name');
   });
+  it('skips the values of the sweep options', () => {
+    expect(trackRunName('%%track tuned --jobs 2 --grid grid\nx')).toBe('tuned');
+    expect(trackRunName('%%track --jobs 2 --grid grid\nx')).toBeNull();
+    expect(trackRunName('%%track --cluster tcp://h:8786 --search space --trials 12 --seed 1 search\nx')).toBe('search');
+    expect(trackRunName('%%track --grid {"lr": [0.1, 0.2], "d": [1, 2]} --best-by val_loss:min\nx')).toBeNull();
+    expect(trackRunName('%%track --steps 10 --jobs -1 fit\nx')).toBe('fit');
+  });
   it('is null without a name or without %%track', () => {
     expect(trackRunName('%%track -e iris\nx')).toBeNull();
     expect(trackRunName('%%track\nx')).toBeNull();
