@@ -23,6 +23,7 @@ IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 PRUNED_TAG = "jupyter_tracking.pruned"
 WORKER_TAG = "jupyter_tracking.worker"
 TRIAL_SECONDS_TAG = "jupyter_tracking.trial_seconds"
+ENGINE_TAG = "jupyter_tracking.sweep_engine"  # on the parent: where the trials ran (EngineChoice.to_tag)
 POLL = 0.01  # seconds between looks at the trials in flight
 
 
@@ -197,6 +198,27 @@ class EngineChoice:
     @property
     def parallel(self) -> bool:
         return bool(self.cluster) or (self.jobs is not None and self.jobs != 1)
+
+    def to_tag(self) -> str:
+        """As the magic's options (``--jobs 2``, ``--cluster tcp://h:8786``): kept on a sweep's parent run, so
+        ``%track rerun`` runs the sweep where it ran."""
+        words = [f"--cluster {self.cluster}"] if self.cluster else []
+        return " ".join(words + ([f"--jobs {self.jobs}"] if self.jobs is not None else []))
+
+    @classmethod
+    def from_tag(cls, text: str | None) -> EngineChoice | None:
+        """The choice a parent's tag recorded; None for none (or a tag this version cannot read)."""
+        words = (text or "").split()
+        if len(words) % 2:
+            return None
+        options = dict(zip(words[::2], words[1::2]))
+        if not options or set(options) - {"--jobs", "--cluster"}:
+            return None
+        try:
+            jobs = int(options["--jobs"]) if "--jobs" in options else None
+        except ValueError:
+            return None
+        return cls(jobs, options.get("--cluster"))
 
 
 def make_engine(choice: EngineChoice | None, namespace: dict[str, Any], code: str, bindings: set[str]) -> Any:

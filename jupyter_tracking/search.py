@@ -204,7 +204,8 @@ def run_search(shell: Any, source: str, options: Any, space: dict[str, Any], cou
                       show=show, child_tags_exclude=child_tags_exclude)
 
 
-def rerun_search(shell: Any, source: str, options: Any, run: Any, *, show: bool = True) -> SweepState | None:
+def rerun_search(shell: Any, source: str, options: Any, run: Any, *, show: bool = True,
+                 engine: Any = None) -> SweepState | None:
     """A search parent reruns as a new search over its space (a new study); None if ``run`` is no search."""
     text = run.data.tags.get(SEARCH_TAG)
     if not text:
@@ -214,4 +215,4 @@ def rerun_search(shell: Any, source: str, options: Any, run: Any, *, show: bool 
     study = f"{run.data.tags.get(STUDY_TAG, 'search')}/rerun-{run.info.run_id[:8]}"
     return run_search(shell, source, options, space_from_json(text), count,
                       best_by=parse_best_by(best_by) if best_by else None, show=show, study_name=study,
-                      child_tags_exclude=set(options.tags))
+                      child_tags_exclude=set(options.tags), engine=engine)

@@ -532,7 +532,7 @@ def run_trials(shell: Any, source: str, options: Any, state: SweepState, trials:
     """The trials of a grid or a search on an engine (``parallel.make_engine``): as many in flight as there are
     workers; each record that comes back is written as a child run, in the order they finish."""
     from .cell import context_tags
-    from .parallel import TrialWriter, lost_record, make_engine, POLL
+    from .parallel import ENGINE_TAG, POLL, TrialWriter, lost_record, make_engine
     from .session import current_session
     from .trials import TrialSpec
 
@@ -541,6 +541,8 @@ def run_trials(shell: Any, source: str, options: Any, state: SweepState, trials:
     bound_names = set(state.grid)
     engine = make_engine(choice, shell.user_ns, code, bound_names)  # before anything starts: names checked
     state.workers, state.where = engine.workers, engine.label
+    if choice is not None and choice.parallel:
+        parent_tags = {**parent_tags, ENGINE_TAG: choice.to_tag()}
     in_flight: dict[Any, Row] = {}
     interrupted: BaseException | None = None
     stop_error: BaseException | None = None
@@ -680,17 +682,20 @@ def rerun(shell: Any, run_id: str, *, show: bool = True):
     experiment = client_for(location).get_experiment(run.info.experiment_id).name
     name = f"{run.info.run_name}-rerun" if run.info.run_name else None
     options = TrackOptions(name=name, experiment=experiment, artifacts=queries.artifact_names(run.info.run_id))
+    from .parallel import ENGINE_TAG, EngineChoice
+
+    engine = EngineChoice.from_tag(run.data.tags.get(ENGINE_TAG))  # where its trials ran: there again
     if run.data.tags.get(SWEEP_TAG) == "search":
         from .search import rerun_search
 
         options.tags = {queries.RERUN_TAG: run.info.run_id}
-        return rerun_search(shell, source, options, run, show=show)
+        return rerun_search(shell, source, options, run, show=show, engine=engine)
     grid = queries.grid_of(run)
     if grid is not None:
         best_by = run.data.tags.get(BEST_METRIC_TAG)
         options.tags = {queries.RERUN_TAG: run.info.run_id}
         return run_grid(shell, source, options, grid, best_by=parse_best_by(best_by) if best_by else None,
-                        show=show, child_tags_exclude={queries.RERUN_TAG})
+                        show=show, child_tags_exclude={queries.RERUN_TAG}, engine=engine)
     from .reuse import bindable
 
     bindings = bindable(queries.restore(run.info.run_id), shell.user_ns)[0]  # never shadows builtins or code

@@ -108,6 +108,17 @@ def test_jobs_2_gives_the_same_children_as_the_sequential_grid(project, tmp_path
         pids = unpickled.read_text().split()
         assert 1 <= len(pids) <= 2 and len(set(pids)) == len(pids)
         assert worker_processes(kernel.pid) == []
+        # Rerunning the parent runs the grid where it ran: in 2 worker processes again.
+        assert parent.data.tags[parallel.ENGINE_TAG] == "--jobs 2"
+        rerun = kernel.run_ok(f"%track rerun {parent.info.run_id}", timeout=240)
+        assert "2 local worker processes" in rerun.data[-1]["text/plain"], rerun.data
+        again = [r for r in runs_of(project, "par") if r.info.run_id not in {p.info.run_id for p in par}]
+        new_parent = next(r for r in again if sweep.GRID_TAG in r.data.tags)
+        assert new_parent.data.tags[queries.RERUN_TAG] == parent.info.run_id
+        assert new_parent.data.tags[parallel.ENGINE_TAG] == "--jobs 2"
+        workers = {c.data.tags[parallel.WORKER_TAG].rsplit(":", 1)[1] for c in children_of(again, new_parent)}
+        assert len(children_of(again, new_parent)) == 6 and str(kernel.pid) not in workers
+        assert worker_processes(kernel.pid) == []
     finally:
         kernel.close()
 
@@ -312,3 +323,11 @@ def test_cluster_local_starts_and_closes_its_own_dask_cluster(shell, project):
             break
         time.sleep(0.5)
     assert not left, [" ".join(p.cmdline()) for p in left]
+
+
+def test_the_engine_tag_reads_back_as_the_choice_it_was():
+    for choice in (parallel.EngineChoice(2), parallel.EngineChoice(-1), parallel.EngineChoice(None, "tcp://h:8786"),
+                   parallel.EngineChoice(3, "local"), parallel.EngineChoice(None, "client")):
+        assert parallel.EngineChoice.from_tag(choice.to_tag()) == choice
+    for text in (None, "", "--jobs", "--jobs two", "--threads 2", "--jobs 2 --cluster"):
+        assert parallel.EngineChoice.from_tag(text) is None
