@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .trials import PRUNED, TrialRecord, TrialSpec, init_worker, run_trial
+from .trials import PRUNED, CallProgress, DaskProgress, FileProgress, TrialRecord, TrialSpec, init_worker, run_trial
 
 IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 PRUNED_TAG = "jupyter_tracking.pruned"
@@ -85,6 +85,15 @@ class InlineEngine:
 
     def __init__(self, namespace: dict[str, Any]) -> None:
         self.namespace = namespace
+        self.on_progress: Any = None  # called in the kernel with each running trial's message
+        self.channel = CallProgress(self._received)
+
+    def _received(self, message: dict[str, Any]) -> None:
+        if self.on_progress is not None:
+            self.on_progress({message["index"]: message})
+
+    def progress(self) -> dict[int, dict[str, Any]]:
+        return {}  # told as it comes (on_progress): the trial runs in this thread
 
     def submit(self, spec: TrialSpec) -> concurrent.futures.Future:
         future: concurrent.futures.Future = concurrent.futures.Future()
@@ -113,6 +122,12 @@ class LokyEngine:
         self.label = f"{self.workers} local worker process{'es' if self.workers > 1 else ''}"
         self.executor = loky.ProcessPoolExecutor(max_workers=self.workers, initializer=_init_from_parts,
                                                  initargs=(pickled,))
+        import tempfile
+
+        self.channel = FileProgress(tempfile.mkdtemp(prefix="jt-sweep-progress-"))
+
+    def progress(self) -> dict[int, dict[str, Any]]:
+        return self.channel.read()
 
     def submit(self, spec: TrialSpec) -> Any:
         return self.executor.submit(run_trial, spec)
@@ -125,7 +140,12 @@ class LokyEngine:
             future.cancel()
 
     def close(self, kill: bool = False) -> None:
-        self.executor.shutdown(wait=True, kill_workers=kill)
+        import shutil
+
+        try:
+            self.executor.shutdown(wait=True, kill_workers=kill)
+        finally:
+            shutil.rmtree(self.channel.folder, ignore_errors=True)
 
 
 def _init_from_parts(pickled: dict[str, bytes]) -> None:
@@ -166,6 +186,17 @@ class DaskEngine:
         values = {name: namespace[name] for name in pickled}
         self.names = client.scatter(_Names(values), broadcast=True, hash=False)
         self._keys = f"jt-trial-{os.getpid()}-{time.time_ns()}"
+        self.channel = DaskProgress(f"{self._keys}-progress")
+        self._progress: dict[int, dict[str, Any]] = {}
+        client.subscribe_topic(self.channel.topic, self._received)
+
+    def _received(self, event: tuple[float, Any]) -> None:  # on the client's event loop thread
+        message = event[1]
+        if isinstance(message, dict) and isinstance(message.get("index"), int):
+            self._progress[message["index"]] = message
+
+    def progress(self) -> dict[int, dict[str, Any]]:
+        return dict(self._progress)
 
     def submit(self, spec: TrialSpec) -> Any:
         return self.client.submit(run_trial, spec, self.names, pure=False, key=f"{self._keys}-{spec.index}")
@@ -179,6 +210,7 @@ class DaskEngine:
 
     def close(self, kill: bool = False) -> None:
         try:
+            self.client.unsubscribe_topic(self.channel.topic)
             self.client.cancel([self.names], force=True)
         except Exception:  # noqa: BLE001 - the client may be closed already
             pass

@@ -127,6 +127,8 @@ class Row:
     started: float | None = None  # time.monotonic() when sent to a worker
     overhead: float | None = None  # seconds around the trial's own time: shipping, polling, recording
     recorded: float | None = None  # seconds the kernel took to write the trial's child run
+    step: int | None = None  # while it runs on an engine that streams: its latest jt.log step
+    live: dict[str, float] = field(default_factory=dict)  # ... and each key's latest value
 
 
 @dataclass
@@ -191,10 +193,32 @@ class SweepState:
         if self.objective:
             keys.append(self.objective[0])
         for row in self.rows:
-            for key in row.metrics:
+            for key in [*row.metrics, *row.live]:
                 if key not in keys:
                     keys.append(key)
         return keys[:6]
+
+    def shown(self, row: Row) -> tuple[str, dict[str, float]]:
+        """A row's time cell and metric values: a running trial's latest step and values while it streams them."""
+        if row.status == "RUNNING" and row.step is not None:
+            return f"step {row.step}", row.live
+        return (_duration(row.seconds) if row.seconds is not None else ""), row.metrics
+
+    def apply_progress(self, messages: dict[int, dict[str, Any]]) -> bool:
+        """Running trials' latest messages onto their rows; True when something changed."""
+        changed = False
+        for row in self.rows:
+            message = messages.get(row.index)
+            if row.status != "RUNNING" or not message:
+                continue
+            try:
+                step = int(message["step"])
+                live = {str(k): float(v) for k, v in message["values"].items()}
+            except (KeyError, TypeError, ValueError):
+                continue
+            if (step, live) != (row.step, row.live):
+                row.step, row.live, changed = step, live, True
+        return changed
 
     def to_text(self) -> str:
         keys = list(self.grid)
@@ -204,9 +228,9 @@ class SweepState:
         header = ["#", *keys, "status", "time", *metrics, *(["error"] if errors else [])]
         table = [header]
         for row in self.rows:
-            table.append([str(row.index + 1), *(_short(row.bindings[k]) for k in keys), row.status,
-                          _duration(row.seconds) if row.seconds is not None else "",
-                          *(f"{row.metrics[m]:.5g}" if m in row.metrics else "" for m in metrics),
+            when, values = self.shown(row)
+            table.append([str(row.index + 1), *(_short(row.bindings[k]) for k in keys), row.status, when,
+                          *(f"{values[m]:.5g}" if m in values else "" for m in metrics),
                           *([row.error] if errors else [])])
         widths = [max(len(r[i]) for r in table) for i in range(len(header))]
         lines.extend("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in table)
@@ -228,9 +252,11 @@ class SweepState:
             cells = [str(row.index + 1), *(_short(row.bindings[k]) for k in keys)]
             html_cells = "".join(f"<td>{e(c)}</td>" for c in cells)
             html_cells += f'<td style="color:{color}">{e(row.status)}</td>'
-            html_cells += f"<td>{e(_duration(row.seconds)) if row.seconds is not None else ''}</td>"
+            when, values = self.shown(row)
+            live = ";opacity:0.75" if values is row.live else ""  # a running trial's values so far
+            html_cells += f"<td>{e(when)}</td>"
             html_cells += "".join(
-                f'<td style="text-align:right">{e(f"{row.metrics[m]:.5g}") if m in row.metrics else ""}</td>'
+                f'<td style="text-align:right{live}">{e(f"{values[m]:.5g}") if m in values else ""}</td>'
                 for m in metrics)
             if errors:
                 html_cells += f'<td style="color:#b3261e">{e(row.error)}</td>'
@@ -534,7 +560,7 @@ def run_trials(shell: Any, source: str, options: Any, state: SweepState, trials:
     from .cell import context_tags
     from .parallel import ENGINE_TAG, POLL, TrialWriter, lost_record, make_engine
     from .session import current_session
-    from .trials import TrialSpec
+    from .trials import PROGRESS_EVERY, TrialSpec
 
     session = current_session()
     code = shell.transform_cell(source)
@@ -554,7 +580,8 @@ def run_trials(shell: Any, source: str, options: Any, state: SweepState, trials:
             if row is None:
                 return
             spec = TrialSpec(row.index, dict(row.bindings), code, set(options.params), set(options.metrics),
-                             set(options.exclude), list(options.artifacts), optuna=trials.link(row))
+                             set(options.exclude), list(options.artifacts), optuna=trials.link(row),
+                             progress=engine.channel)
             row.status, row.started = "RUNNING", time.monotonic()
             in_flight[engine.submit(spec)] = row
 
@@ -592,12 +619,21 @@ def run_trials(shell: Any, source: str, options: Any, state: SweepState, trials:
     def tags_of(row: Row) -> dict[str, str]:
         return {COMBINATION_TAG: str(row.index), **trials.child_tags(row)}
 
+    def streamed(messages: dict[int, dict[str, Any]]) -> None:
+        if state.apply_progress(messages):
+            table.update(force=True)
+
+    engine.on_progress = streamed  # trials in the kernel tell as they log; the others are looked at below
+    looked = time.monotonic()
     try:
         fill()
         table.update(force=True)
         while in_flight:
             done = [future for future in in_flight if future.done()]
             if not done:
+                if time.monotonic() - looked >= PROGRESS_EVERY:
+                    looked = time.monotonic()
+                    streamed(engine.progress())
                 time.sleep(POLL)
                 continue
             records = []

@@ -4,7 +4,10 @@
 params/metrics/step series like a tracked cell does (``capture.py``) and returns a ``TrialRecord``: plain data
 (plus the ``--artifacts`` objects) that the kernel writes as the child run through the one write path
 (``parallel.write_trial``). Nothing here opens the store. ``jt.log`` inside the trial goes to a ``StepLog``; with
-an Optuna trial, the logged objective metric is reported to the study and a pruned trial stops there.
+an Optuna trial, the logged objective metric is reported to the study and a pruned trial stops there. While a
+trial runs, its latest step values go to the kernel's sweep table through a progress channel (at most every
+``PROGRESS_EVERY`` seconds): a file per trial for local worker processes, a Dask event topic on a cluster, a
+plain call in the kernel itself.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PRUNED = "PRUNED"
+PROGRESS_EVERY = 0.5  # seconds between two progress messages of one trial
 
 
 @dataclass
@@ -46,6 +50,71 @@ class TrialSpec:
     exclude: set[str] = field(default_factory=set)
     artifacts: list[str] = field(default_factory=list)
     optuna: OptunaLink | None = None
+    progress: Any = None  # where the running trial's latest step values go (a *Progress channel below)
+
+
+def progress_message(index: int, latest: dict[str, tuple[int, float]]) -> dict[str, Any]:
+    """What a running trial reports: its latest step and each key's latest finite value (JSON-safe)."""
+    return {"index": index, "step": max(step for step, _ in latest.values()),
+            "values": {key: value for key, (_, value) in latest.items() if math.isfinite(value)}}
+
+
+class FileProgress:
+    """Local worker processes: each trial's latest message in its own small file, replaced whole each time."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def publish(self, message: dict[str, Any]) -> None:
+        import json
+
+        if not os.path.isdir(self.folder):  # a worker on another machine: nothing to report to
+            return
+        path = os.path.join(self.folder, f"trial-{message['index']}.json")
+        with open(path + f".{os.getpid()}.tmp", "w", encoding="utf-8") as handle:
+            json.dump(message, handle)
+        os.replace(path + f".{os.getpid()}.tmp", path)
+
+    def read(self) -> dict[int, dict[str, Any]]:
+        """The latest message of every trial that sent one (the kernel's side)."""
+        import json
+
+        found: dict[int, dict[str, Any]] = {}
+        try:
+            entries = list(os.scandir(self.folder))
+        except OSError:
+            return found
+        for entry in entries:
+            if entry.name.startswith("trial-") and entry.name.endswith(".json"):
+                try:
+                    with open(entry.path, encoding="utf-8") as handle:
+                        message = json.load(handle)
+                    found[int(message["index"])] = message
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue  # replaced while read, or not ours: the next look gets it
+        return found
+
+
+class DaskProgress:
+    """A Dask cluster: messages as events on a topic of the scheduler, which the kernel's client subscribes to."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+
+    def publish(self, message: dict[str, Any]) -> None:
+        from distributed import get_worker
+
+        get_worker().log_event(self.topic, message)
+
+
+class CallProgress:
+    """Trials in the kernel itself: the message is handed to a function there (it redraws the table)."""
+
+    def __init__(self, receive: Any) -> None:
+        self.receive = receive
+
+    def publish(self, message: dict[str, Any]) -> None:
+        self.receive(message)
 
 
 @dataclass
@@ -89,13 +158,16 @@ class StepLog:
 
     status = "RUNNING"
 
-    def __init__(self, link: OptunaLink | None = None) -> None:
+    def __init__(self, link: OptunaLink | None = None, progress: Any = None, index: int = 0) -> None:
         self.points: list[tuple[str, float, int, int]] = []
         self.keys: set[str] = set()
         self.notes: list[str] = []
         self._next: dict[str, int] = {}
         self._link = link
         self._trial: Any = None
+        self._progress, self._index = progress, index
+        self._latest: dict[str, tuple[int, float]] = {}
+        self._sent = 0.0  # time.monotonic() of the last progress message
 
     def log_step(self, step: int | None, metrics: dict[str, Any], total: int | None = None) -> None:
         wall = int(time.time() * 1000)
@@ -109,8 +181,15 @@ class StepLog:
             self._next[key] = at + 1
             self.points.append((key, number, wall, at))
             self.keys.add(key)
+            self._latest[key] = (at, number)
             if self._link is not None and key == self._link.metric and math.isfinite(number):
                 self._report(number, at)
+        if self._progress is not None and self._latest and time.monotonic() - self._sent >= PROGRESS_EVERY:
+            self._sent = time.monotonic()
+            try:
+                self._progress.publish(progress_message(self._index, self._latest))
+            except Exception:  # noqa: BLE001 - progress is a view: the trial goes on without it
+                self._progress = None
 
     def _report(self, value: float, step: int) -> None:
         if self._trial is None:
@@ -160,7 +239,7 @@ def run_trial(spec: TrialSpec, names: Any = None) -> TrialRecord:
     capture = Capture(analysis, CaptureRules(set(spec.params), set(spec.metrics), set(spec.exclude)))
     capture.remember_bound_values(namespace)
     capture.before(namespace)
-    log = StepLog(spec.optuna)
+    log = StepLog(spec.optuna, spec.progress, spec.index)
     session = current_session()
     previous = (session.active_recorder, session.active_thread)
     session.active_recorder, session.active_thread = log, threading.get_ident()

@@ -5,6 +5,7 @@ that cannot be shipped. Real kernels, real stores read back with MLflow's own cl
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -331,3 +332,64 @@ def test_the_engine_tag_reads_back_as_the_choice_it_was():
         assert parallel.EngineChoice.from_tag(choice.to_tag()) == choice
     for text in (None, "", "--jobs", "--jobs two", "--threads 2", "--jobs 2 --cluster"):
         assert parallel.EngineChoice.from_tag(text) is None
+
+
+STREAM_CELL = """%%track -e streamed --grid grid {flags}
+import time
+import jupyter_tracking as jt
+for step in range(32):  # 8 s: the workers and the parent run start first, slowly on a loaded machine
+    time.sleep(0.25)
+    jt.log(step=step, loss=1.0 / (step + 1) + lr)
+"""
+
+
+def test_running_trials_stream_their_latest_step_to_the_table(project):
+    """While trials run on local worker processes or a Dask cluster, the table under the cell shows each
+    running trial's latest step and values (not only the trials that finished)."""
+    folders_before = set(Path(tempfile.gettempdir()).glob("jt-sweep-progress-*"))
+    kernel = Kernel(project / "notebooks")
+    try:
+        kernel.run_ok('%load_ext jupyter_tracking\ngrid = {"lr": [0.0, 0.5]}\n', timeout=120)
+        for flags in ("--jobs 2", "--cluster local"):  # loky: a file per trial; Dask: an event topic
+            run = kernel.run_ok(STREAM_CELL.format(flags=flags), timeout=240)
+            tables = [bundle["text/plain"] for bundle in run.data if "sweep:" in bundle.get("text/plain", "")]
+            running = [t for t in tables if "RUNNING  step" in t]
+            assert running, (flags, tables)
+            # A running row shows its step and its latest loss (lr 0.5: 1/(step+1) + 0.5) as the trial logged it.
+            row = next(line for t in running for line in t.splitlines() if "0.5" in line and "RUNNING" in line)
+            step = int(row.split("step")[1].split()[0])
+            assert 0 <= step < 31 and f"{1.0 / (step + 1) + 0.5:.5g}" in row, row
+            assert "0/2 done" in running[0] and "2/2 done" in tables[-1] and "step" not in tables[-1]
+            assert "opacity:0.75" in next(b["text/html"] for b in run.data if "RUNNING  step" in b.get("text/plain", ""))
+        assert set(Path(tempfile.gettempdir()).glob("jt-sweep-progress-*")) <= folders_before  # removed at the end
+        assert worker_processes(kernel.pid) == []
+    finally:
+        kernel.close()
+
+
+def test_progress_messages_reach_rows_in_the_kernel_itself(tmp_path):
+    """The channels and the table's side: a file channel written by one process and read by the kernel, a call
+    channel for trials in the kernel, and only running rows take a message."""
+    from jupyter_tracking import trials
+
+    channel = trials.FileProgress(str(tmp_path))
+    log = trials.StepLog(progress=channel, index=1)
+    log.log_step(0, {"loss": 0.9, "acc": float("nan")})
+    log.log_step(1, {"loss": 0.8})  # within PROGRESS_EVERY of the first: not sent yet
+    assert channel.read() == {1: {"index": 1, "step": 0, "values": {"loss": 0.9}}}
+    (tmp_path / "trial-7.json").write_text("{half a mess")  # replaced while read: skipped, not raised
+    assert set(channel.read()) == {1}
+    state = sweep.SweepState({"x": [1, 2]}, [sweep.Row(0, {"x": 1}, "FINISHED", metrics={"loss": 0.1}),
+                                              sweep.Row(1, {"x": 2}, "RUNNING")])
+    assert state.apply_progress(channel.read()) and not state.apply_progress(channel.read())
+    assert state.rows[1].step == 0 and state.rows[1].live == {"loss": 0.9}
+    assert state.apply_progress({0: {"index": 0, "step": 5, "values": {"loss": 9.0}}}) is False  # finished
+    assert "RUNNING   step 0  0.9" in state.to_text()
+    heard = []
+    engine = parallel.InlineEngine({})
+    engine.on_progress = heard.append
+    trials.StepLog(progress=engine.channel, index=3).log_step(None, {"loss": 2.0})
+    assert heard == [{3: {"index": 3, "step": 0, "values": {"loss": 2.0}}}]
+    broken = trials.StepLog(progress=trials.FileProgress(str(tmp_path / "gone") + "/\0bad"), index=0)
+    broken.log_step(0, {"loss": 1.0})  # a channel that fails never fails the trial
+    assert broken.points == [("loss", 1.0, broken.points[0][2], 0)]
