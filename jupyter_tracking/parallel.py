@@ -92,7 +92,7 @@ class InlineEngine:
         if self.on_progress is not None:
             self.on_progress({message["index"]: message})
 
-    def progress(self) -> dict[int, dict[str, Any]]:
+    def progress(self, indexes: list[int]) -> dict[int, dict[str, Any]]:
         return {}  # told as it comes (on_progress): the trial runs in this thread
 
     def submit(self, spec: TrialSpec) -> concurrent.futures.Future:
@@ -126,8 +126,9 @@ class LokyEngine:
 
         self.channel = FileProgress(tempfile.mkdtemp(prefix="jt-sweep-progress-"))
 
-    def progress(self) -> dict[int, dict[str, Any]]:
-        return self.channel.read()
+    def progress(self, indexes: list[int]) -> dict[int, dict[str, Any]]:
+        """The latest messages of these trials (those in flight)."""
+        return self.channel.read(indexes)
 
     def submit(self, spec: TrialSpec) -> Any:
         return self.executor.submit(run_trial, spec)
@@ -195,8 +196,9 @@ class DaskEngine:
         if isinstance(message, dict) and isinstance(message.get("index"), int):
             self._progress[message["index"]] = message
 
-    def progress(self) -> dict[int, dict[str, Any]]:
-        return dict(self._progress)
+    def progress(self, indexes: list[int]) -> dict[int, dict[str, Any]]:
+        latest = self._progress  # filled on the client's thread: each lookup is one atomic dict read
+        return {index: latest[index] for index in indexes if index in latest}
 
     def submit(self, spec: TrialSpec) -> Any:
         return self.client.submit(run_trial, spec, self.names, pure=False, key=f"{self._keys}-{spec.index}")

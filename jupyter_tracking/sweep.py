@@ -623,7 +623,8 @@ def run_trials(shell: Any, source: str, options: Any, state: SweepState, trials:
         if state.apply_progress(messages):
             table.update(force=True)
 
-    engine.on_progress = streamed  # trials in the kernel tell as they log; the others are looked at below
+    if not engine.in_background:
+        engine.on_progress = streamed  # a trial in the kernel tells as it logs; the others are looked at below
     looked = time.monotonic()
     try:
         fill()
@@ -633,7 +634,7 @@ def run_trials(shell: Any, source: str, options: Any, state: SweepState, trials:
             if not done:
                 if time.monotonic() - looked >= PROGRESS_EVERY:
                     looked = time.monotonic()
-                    streamed(engine.progress())
+                    streamed(engine.progress([row.index for row in in_flight.values()]))
                 time.sleep(POLL)
                 continue
             records = []

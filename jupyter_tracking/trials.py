@@ -71,27 +71,25 @@ class FileProgress:
         if not os.path.isdir(self.folder):  # a worker on another machine: nothing to report to
             return
         path = os.path.join(self.folder, f"trial-{message['index']}.json")
-        with open(path + f".{os.getpid()}.tmp", "w", encoding="utf-8") as handle:
+        partial = f"{path}.{os.getpid()}.tmp"
+        with open(partial, "w", encoding="utf-8") as handle:
             json.dump(message, handle)
-        os.replace(path + f".{os.getpid()}.tmp", path)
+        os.replace(partial, path)
 
-    def read(self) -> dict[int, dict[str, Any]]:
-        """The latest message of every trial that sent one (the kernel's side)."""
+    def read(self, indexes: list[int]) -> dict[int, dict[str, Any]]:
+        """The latest message of each of these trials that sent one (the kernel's side: the trials in flight,
+        so a long sweep's finished trials are never read again)."""
         import json
 
         found: dict[int, dict[str, Any]] = {}
-        try:
-            entries = list(os.scandir(self.folder))
-        except OSError:
-            return found
-        for entry in entries:
-            if entry.name.startswith("trial-") and entry.name.endswith(".json"):
-                try:
-                    with open(entry.path, encoding="utf-8") as handle:
-                        message = json.load(handle)
-                    found[int(message["index"])] = message
-                except (OSError, ValueError, KeyError, TypeError):
-                    continue  # replaced while read, or not ours: the next look gets it
+        for index in indexes:
+            try:
+                with open(os.path.join(self.folder, f"trial-{index}.json"), encoding="utf-8") as handle:
+                    message = json.load(handle)
+            except (OSError, ValueError):
+                continue  # none yet, or replaced while read: the next look gets it
+            if isinstance(message, dict) and message.get("index") == index:
+                found[index] = message
         return found
 
 
@@ -184,8 +182,9 @@ class StepLog:
             self._latest[key] = (at, number)
             if self._link is not None and key == self._link.metric and math.isfinite(number):
                 self._report(number, at)
-        if self._progress is not None and self._latest and time.monotonic() - self._sent >= PROGRESS_EVERY:
-            self._sent = time.monotonic()
+        now = time.monotonic()
+        if self._progress is not None and self._latest and now - self._sent >= PROGRESS_EVERY:
+            self._sent = now
             try:
                 self._progress.publish(progress_message(self._index, self._latest))
             except Exception:  # noqa: BLE001 - progress is a view: the trial goes on without it

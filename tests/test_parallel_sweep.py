@@ -376,12 +376,12 @@ def test_progress_messages_reach_rows_in_the_kernel_itself(tmp_path):
     log = trials.StepLog(progress=channel, index=1)
     log.log_step(0, {"loss": 0.9, "acc": float("nan")})
     log.log_step(1, {"loss": 0.8})  # within PROGRESS_EVERY of the first: not sent yet
-    assert channel.read() == {1: {"index": 1, "step": 0, "values": {"loss": 0.9}}}
+    assert channel.read([1]) == {1: {"index": 1, "step": 0, "values": {"loss": 0.9}}}
     (tmp_path / "trial-7.json").write_text("{half a mess")  # replaced while read: skipped, not raised
-    assert set(channel.read()) == {1}
+    assert set(channel.read([1, 2, 7])) == {1} and channel.read([2]) == {}
     state = sweep.SweepState({"x": [1, 2]}, [sweep.Row(0, {"x": 1}, "FINISHED", metrics={"loss": 0.1}),
                                               sweep.Row(1, {"x": 2}, "RUNNING")])
-    assert state.apply_progress(channel.read()) and not state.apply_progress(channel.read())
+    assert state.apply_progress(channel.read([1])) and not state.apply_progress(channel.read([1]))
     assert state.rows[1].step == 0 and state.rows[1].live == {"loss": 0.9}
     assert state.apply_progress({0: {"index": 0, "step": 5, "values": {"loss": 9.0}}}) is False  # finished
     assert "RUNNING   step 0  0.9" in state.to_text()

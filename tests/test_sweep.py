@@ -11,6 +11,7 @@ import pytest
 from IPython.core.error import UsageError
 
 from jupyter_tracking import queries, sweep
+from jupyter_tracking.session import current_session
 from tests.kernels import Kernel
 from tests.stores import runs_of
 
@@ -166,6 +167,7 @@ def test_best_load_restore_diff_rerun_magics(shell, project, capsys):
 
     shell.user_ns["lr"] = 999
     shell.run_line_magic("track", f"rerun {first}")
+    current_session().run_ends.wait(60)  # its end is written after the magic returns, before the next cell
     new = all_runs(project)[-1]
     assert new.info.run_id not in (first, second)
     assert new.data.tags["rerun_of"] == first and new.data.params["lr"] == "0.1"
