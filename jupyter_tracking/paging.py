@@ -39,6 +39,11 @@ class Pager:
     def page(self, offset: int, limit: int) -> list[Run]:
         raise NotImplementedError
 
+    @property
+    def known_total(self) -> int | None:
+        """The total when it is known without more work (counting can cost O(matching runs)), else None."""
+        return self.total
+
     def has_more(self, offset: int) -> bool:
         """True when some run comes at or after ``offset``."""
         return self.total is not None and offset < self.total
@@ -82,20 +87,44 @@ class SqlPager(Pager):
         if self.order == run_pages.OrderKey("attribute", "start_time", True):
             self.order = None  # newest first is the store's own order
         self._total: int | None = None
+        self._more: set[int] = set()  # offsets known to have a run at or after them
         self._cached: tuple[tuple[int, int], list] | None = None
 
     @property
     def total(self) -> int:
-        """How many runs match (counted on first use: ``%track best`` needs only the first run)."""
+        """How many runs match (counted on first use: ``%track best`` needs only the first run). With a filter
+        on params, metrics or tags this evaluates it on every run: the panel counts in the background."""
         if self._total is None:
             self._total = _capped(self.query.count(), self.max_results)
         return self._total
+
+    @property
+    def known_total(self) -> int | None:
+        if self._total is None and (count := self.query.known_count()) is not None:
+            self._total = _capped(count, self.max_results)
+        return self._total
+
+    def has_more(self, offset: int) -> bool:
+        """Whether a run comes at or after ``offset``: one run asked for, not a count (when none was made yet)."""
+        if self._total is not None:
+            return offset < self._total
+        if self.max_results is not None and offset >= self.max_results:
+            return False
+        if offset not in self._more and self.query.page_ids(self.order, offset, 1):
+            self._more.add(offset)
+        return offset in self._more
 
     def page(self, offset: int, limit: int) -> list[Run]:
         limit = max(0, limit if self.max_results is None else min(limit, self.max_results - offset))
         if self._cached and self._cached[0] == (offset, limit):
             return self._cached[1]
-        runs = self.query.runs(self.query.page_ids(self.order, offset, limit)) if limit else []
+        ids = self.query.page_ids(self.order, offset, limit + 1) if limit else []
+        # One id past the page says whether another page follows; a short page says the total, uncounted.
+        if len(ids) > limit:
+            self._more.add(offset + limit)
+        elif limit and (ids or offset == 0):
+            self._total = _capped(offset + len(ids), self.max_results) if self._total is None else self._total
+        runs = self.query.runs(ids[:limit]) if limit else []
         self._cached = ((offset, limit), runs)
         return runs
 

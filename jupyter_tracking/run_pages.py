@@ -23,6 +23,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 SAMPLE_RUNS = 1000  # newest runs of a query whose params/metrics decide which columns vary
 WALK_LIMIT = 20_000  # index entries a sort by a metric may expect to read before it walks the index instead
+# A filtered page in store order first looks among the newest runs only, checking the filter run by run: a window of
+# at least NEWEST_WINDOW runs, four times larger on each try up to NEWEST_WINDOW_MAX, then every matching run.
+NEWEST_WINDOW = 1000
+NEWEST_WINDOW_MAX = 16_000
 ATTRIBUTES = ("start_time", "end_time", "duration_s", "status", "run_name", "run_id")
 # Indexes MLflow's schema lacks, named with our prefix so no MLflow migration can collide with them.
 # Each covers its queries (the run id is in the index), so a page never reads the tables' rows to find runs.
@@ -256,6 +260,10 @@ class SqlRunQuery:
                 self._count = int(session.execute(stmt).scalar_one())
         return self._count
 
+    def known_count(self) -> int | None:
+        """The count when it is known without more work (the matches were listed, or counted), else None."""
+        return len(self._ids) if self._ids is not None else self._count
+
     def _matching_ids(self) -> list[str]:
         """With an expensive filter: the ids of every matching run, newest first, read once per query. One evaluation of
         the filter then serves the count, the pages in store order and the column sample (evaluating it is
@@ -272,6 +280,43 @@ class SqlRunQuery:
                     ids = list(session.scalars(stmt))
                 self._ids = ids
         return self._ids
+
+    def _newest_matching_ids(self, session: Any, offset: int, limit: int) -> list[str] | None:
+        """With an expensive filter, in store order: ``limit`` matching runs from ``offset``, looked for among the
+        newest runs only (``_in_window``). The window grows fourfold while it finds too few, up to
+        ``NEWEST_WINDOW_MAX`` runs; None past that (rare matches: the caller evaluates the filter on every run).
+
+        The matching runs of the newest N runs are the first matching runs in store order, so the page is the
+        one ``_matching_ids`` gives. Counting them all is the part whose cost grows with the experiment; it is
+        left to ``count``.
+        """
+        size = max(NEWEST_WINDOW, 4 * (offset + limit))
+        while size <= NEWEST_WINDOW_MAX:
+            ids, whole = self._in_window(session, size, offset, limit)
+            if len(ids) == limit or whole:
+                return ids
+            size *= 4
+        return None
+
+    def _in_window(self, session: Any, size: int, offset: int, limit: int) -> tuple[list[str], bool]:
+        """Matching runs ``offset`` to ``offset + limit`` among the newest ``size`` runs, and whether those were all
+        the runs. The window is read off the runs index and the filter checked for each of its runs, one index
+        probe per term, so this costs the same at a thousand runs or a hundred thousand."""
+        from mlflow.store.tracking.dbmodels.models import SqlRun
+        from sqlalchemy import exists, func, select
+
+        conditions, joined = self._clauses(session)
+        # Each params/metrics/tags term checked for the one run at hand (their primary key is (key, run)).
+        probes = [exists(select(sub.c.run_uuid).where(sub.c.run_uuid == SqlRun.run_uuid)) for sub in joined]
+        window = (select(SqlRun.run_uuid, SqlRun.start_time)
+                  .where(SqlRun.experiment_id.in_(self.experiment_ids), SqlRun.lifecycle_stage == "active")
+                  .order_by(SqlRun.start_time.desc(), SqlRun.run_uuid).limit(size).subquery("jt_window"))
+        stmt = (select(SqlRun.run_uuid).select_from(window).join(SqlRun, SqlRun.run_uuid == window.c.run_uuid)
+                .where(*conditions, *probes).order_by(window.c.start_time.desc(), window.c.run_uuid)
+                .offset(offset).limit(limit))
+        ids = list(session.scalars(stmt))
+        whole = len(ids) < limit and session.execute(select(func.count()).select_from(window)).scalar_one() < size
+        return ids, whole
 
     def _sqlite_matching_ids(self, session: Any) -> list[str] | None:
         """``_matching_ids`` on SQLite, the rarest term first: the params/metrics/tags subqueries joined in
@@ -371,6 +416,10 @@ class SqlRunQuery:
         with self._session() as session:
             conditions = self._conditions(session)
             if order is None and self._expensive:
+                if self._ids is None:
+                    found = self._newest_matching_ids(session, offset, limit)
+                    if found is not None:
+                        return found
                 return self._matching_ids()[offset:offset + limit]
             if order is None:
                 stmt = select(SqlRun.run_uuid).where(*conditions).order_by(*store_order)
@@ -476,13 +525,17 @@ class SqlRunQuery:
 
     def columns(self, page_ids: list[str], sample: int = SAMPLE_RUNS) -> Columns:
         """Param and metric columns of the newest ``sample`` matching runs plus the page, and which vary there
-        (more than one distinct value, a missing value counting as one, like ``queries.varying_columns``)."""
+        (more than one distinct value, a missing value counting as one, like ``queries.varying_columns``). With an
+        expensive filter whose matches are not known yet, the sample is the matching runs among the newest
+        ``sample`` runs: bounded work, and with rare matches the page decides alone."""
         from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlParam, SqlRun
         from sqlalchemy import case, false, func, select
 
         with self._session() as session:
             if self._expensive:
-                newest = self._matching_ids()[:sample]
+                # The matching runs among the newest (a bounded look; with rare matches the page decides alone).
+                newest = (self._ids[:sample] if self._ids is not None else
+                          self._in_window(session, sample, 0, sample)[0])
             else:
                 newest = list(session.scalars(select(SqlRun.run_uuid).where(*self._conditions(session))
                                               .order_by(SqlRun.start_time.desc(), SqlRun.run_uuid).limit(sample)))

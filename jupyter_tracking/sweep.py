@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import queries
+from .panels.card import BAD, MUTED, STATUS_COLOURS
 from .secret_filter import redact_source
 
 GRID_TAG = queries.GRID_TAG
@@ -245,7 +246,8 @@ class SweepState:
         errors = any(row.error for row in self.rows)
         head = "".join(f"<th>{e(h)}</th>" for h in ["#", *keys, "status", "time", *metrics, *(["error"] if errors else [])])
         body = []
-        colors = {"FAILED": "#b3261e", "KILLED": "#a15c00", "RUNNING": "#1565c0", "QUEUED": "#888", "PRUNED": "#888"}
+        # The run card's theme colours (``--jp-*`` variables with light fallbacks for nbconvert and GitHub).
+        colors = {**STATUS_COLOURS, "FINISHED": "inherit", "QUEUED": MUTED, "PRUNED": MUTED}
         for i, row in enumerate(self.rows):
             best = ' style="background:rgba(46,160,67,0.15);font-weight:600"' if i == self.best_index else ""
             color = colors.get(row.status, "inherit")
@@ -259,7 +261,7 @@ class SweepState:
                 f'<td style="text-align:right{live}">{e(f"{values[m]:.5g}") if m in values else ""}</td>'
                 for m in metrics)
             if errors:
-                html_cells += f'<td style="color:#b3261e">{e(row.error)}</td>'
+                html_cells += f'<td style="color:{BAD}">{e(row.error)}</td>'
             run = f' data-run-id="{e(row.run_id)}"' if row.run_id else ""
             body.append(f'<tr class="jt-sweep-row" data-status="{e(row.status)}"{run}{best}>{html_cells}</tr>')
         parent = f" parent run {e(self.parent_run_id)}" if self.parent_run_id else ""
@@ -267,7 +269,7 @@ class SweepState:
             f'<div class="jt-sweep" data-done="{done}" data-total="{total}" data-status="{e(self.status)}" '
             f'style="font-size:12px">'
             f'<div class="jt-sweep-progress"><progress max="{total}" value="{done}"></progress> '
-            f'{e(self.progress_line())}<span style="color:#888">{parent}</span></div>'
+            f'{e(self.progress_line())}<span style="color:{MUTED}">{parent}</span></div>'
             f'<table class="jt-sweep-table"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
         )
 

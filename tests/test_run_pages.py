@@ -5,6 +5,7 @@ metrics, nested runs, tags, datasets, several statuses and a deleted run."""
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import mlflow
@@ -266,17 +267,23 @@ def test_frame_says_how_long_it_will_take_when_long(panel_store, monkeypatch):
 def test_runs_endpoint_pages_with_total_and_tokens(panel_store):
     location, _, exp, ids = panel_store
     first = api.search_runs(location, [exp], "", order_by=["metrics.loss DESC"], max_results=10)
-    assert first["total"] == 25 and first["next_page_token"]
+    # The first page does not wait for the count: the side panel asks for it apart.
+    assert first["total"] is None and first["next_page_token"]
+    assert api.count_runs(location, [exp], "")["total"] == 25
+    assert api.count_runs(location, [exp], "params.depth = '2' and metrics.loss < 0.2")["total"] == 5
     assert [r["run_id"] for r in first["runs"]] == ids[:10]
     rest = api.search_runs(location, [exp], "", order_by=["metrics.loss DESC"], max_results=10,
                            page_token=first["next_page_token"])
     last = api.search_runs(location, [exp], "", order_by=["metrics.loss DESC"], max_results=10,
                            page_token=rest["next_page_token"])
     assert [r["run_id"] for r in rest["runs"] + last["runs"]] == ids[10:] and last["next_page_token"] is None
+    assert last["total"] == 25  # the last page tells it
     filtered = api.search_runs(location, [exp], "params.depth = '2'", order_by=["params.depth ASC"])
     assert filtered["total"] == 6 and all(r["params"]["depth"] == "2" for r in filtered["runs"])
     with pytest.raises(api.BadQuery):
         api.search_runs(location, [exp], "params.depth === 2")
+    with pytest.raises(api.BadQuery):
+        api.count_runs(location, [exp], "params.depth === 2")
     assert math.isfinite(first["runs"][0]["metrics"]["loss"])
 
 
@@ -315,3 +322,67 @@ def test_rarest_term_first_gives_mlflows_runs_with_and_without_our_indexes(mixed
                 assert found == expected, (filter_string, store is plain)
     finally:
         plain.engine.dispose()
+
+
+@pytest.mark.parametrize("filter_string", [f for f in FILTERS if any(p in f for p in ("params.", "metrics.", "tags."))])
+def test_filtered_pages_among_the_newest_runs_are_mlflows_pages(mixed_store, monkeypatch, filter_string):
+    """A filtered page in store order is first looked for among the newest runs (a window that grows, then
+    every run): with windows smaller than the experiment, every page, shallow and deep, is still MLflow's."""
+    location, _, exp, ids = mixed_store
+    filter_string = filter_string.replace("{ids}", ", ".join(f"'{i}'" for i in ids[::3]))
+    expected = list(mlflow.search_runs(experiment_ids=[exp], filter_string=filter_string)["run_id"])
+    monkeypatch.setattr(run_pages, "NEWEST_WINDOW", 4)
+    monkeypatch.setattr(run_pages, "NEWEST_WINDOW_MAX", 16)  # 31 runs: a window of 4, 16, then all of them
+    store = run_pages.sql_store(location)
+    for size in (1, 2, 3, 5):
+        pages, offset = [], 0
+        while True:
+            query = run_pages.SqlRunQuery(store, [exp], filter_string)  # new each time: no list of matches yet
+            page = query.page_ids(None, offset, size)
+            pages += page
+            if len(page) < size:
+                break
+            offset += size
+        assert pages == expected, size
+    first = run_pages.SqlRunQuery(store, [exp], filter_string)
+    assert first.page_ids(None, 0, 1) == expected[:1]
+    if expected and expected[0] in ids[-4:]:  # found in the first window: the filter was not run on every run
+        assert first._ids is None
+    assert first.count() == len(expected)
+
+
+def test_the_panel_shows_its_first_page_before_the_count_and_the_count_follows(panel_store, monkeypatch):
+    """In a widget front end the table shows before the runs matching a params/metrics filter are counted;
+    the count comes from a thread and the table then says the exact total."""
+    import threading
+
+    location = panel_store[0]
+    monkeypatch.setenv("JUPYTER_TRACKING_LIVE", "widget")
+    counted = threading.Event()
+    release = threading.Event()
+    real_count = run_pages.SqlRunQuery.count
+
+    def slow_count(query):
+        release.wait(30)  # held until the first page has been looked at
+        result = real_count(query)
+        counted.set()
+        return result
+
+    monkeypatch.setattr(run_pages.SqlRunQuery, "count", slow_count)
+    panel = compare.RunsPanel("paged", location=location, page_size=4, filter="params.depth = '2'")
+    bundle = panel._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    table = panel.table
+    assert len(table.rows) == 4 and table.counting and not table.total_known and table.total == 4
+    assert table.pages == 2  # one more page is known to exist, without counting
+    assert "4+ runs" in bundle["text/plain"]
+    release.set()
+    assert counted.wait(30)
+    deadline = time.monotonic() + 30
+    while table.counting and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not table.counting and table.total_known and table.total == 6 and table.pages == 2
+    # Elsewhere (nbconvert, a terminal) the static table is all there is: it counts first.
+    monkeypatch.setenv("JUPYTER_TRACKING_LIVE", "text")
+    static = compare.RunsPanel("paged", location=location, page_size=4, filter="params.depth = '2'")
+    assert "6 runs" in static._repr_mimebundle_()["text/plain"]

@@ -105,7 +105,7 @@ function render({ model, el }) {
     const nSel = model.get("selected").length;
     const known = model.get("total_known");
     summary.textContent = model.get("title") + ": " + total + (known ? "" : "+") + " run" +
-      (total === 1 && known ? "" : "s") +
+      (total === 1 && known ? "" : "s") + (model.get("counting") ? " (counting\u2026)" : "") +
       (nSel ? ", " + nSel + " selected" : "");
     pageInfo.textContent = pages > 0 ? " page " + (page + 1) + " / " + pages + (known ? "" : "+") + " " : " ";
     prev.disabled = page <= 0;
@@ -199,7 +199,7 @@ function render({ model, el }) {
   model.on("change:columns", drawTable);
   model.on("change:sort", drawTable);
   model.on("change:selected", () => { drawBar(); drawTable(); });
-  for (const name of ["total", "total_known", "page", "pages", "show_all", "hidden", "filter_error", "filter_text", "metrics", "metric"]) {
+  for (const name of ["total", "total_known", "counting", "page", "pages", "show_all", "hidden", "filter_error", "filter_text", "metrics", "metric"]) {
     model.on("change:" + name, drawBar);
   }
   model.on("change:diff", drawDiff);

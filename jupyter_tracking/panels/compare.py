@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import math
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
@@ -44,6 +45,7 @@ def _table_widget_class():
         rows = t.List().tag(sync=True)
         total = t.Int(0).tag(sync=True)
         total_known = t.Bool(True).tag(sync=True)
+        counting = t.Bool(False).tag(sync=True)
         page = t.Int(0).tag(sync=True)
         pages = t.Int(0).tag(sync=True)
         sort = t.Dict().tag(sync=True)
@@ -95,7 +97,12 @@ class RunsPanel:
         self._table = None
         self._figure = None
         self._box = None
+        self._figure_thread: threading.Thread | None = None
         self._syncing = False
+        self._sync_lock = threading.RLock()  # the background count syncs from its thread
+        # In a widget front end the first page shows before the runs are counted (with a filter on params or
+        # metrics, counting costs O(matching runs)); the count follows from a thread. Static outputs count first.
+        self._count_later = False
         self._frame = None  # .df, built on first use
         self._page_state = None  # (runs, frame, columns) of the page shown
         try:
@@ -121,16 +128,27 @@ class RunsPanel:
             self._frame = paging.timed_frame(self._pager)
         return self._frame
 
+    def _total_now(self) -> int | None:
+        """The total, counted now unless the count is left to the background (see ``_count_later``)."""
+        return self._pager.known_total if self._count_later else self._pager.total
+
     @property
     def total(self) -> int:
-        """Runs matching the query (for a tracking server: those known so far, see ``total_known``)."""
-        if self._pager.total is not None:
-            return self._pager.total
+        """Runs matching the query (for a tracking server, or while they are being counted: those known so far,
+        see ``total_known``)."""
+        total = self._total_now()
+        if total is not None:
+            return total
         return self.page * self.page_size + len(self._page()[0])
 
     @property
     def total_known(self) -> bool:
-        return self._pager.total is not None
+        return self._total_now() is not None
+
+    @property
+    def counting(self) -> bool:
+        """True while the background count of an SQL store's matching runs is under way."""
+        return self._count_later and self._pager.known_total is None and isinstance(self._pager, paging.SqlPager)
 
     @property
     def title(self) -> str:
@@ -146,6 +164,20 @@ class RunsPanel:
 
     def _replace_pager(self, pager: paging.Pager) -> None:
         self._pager, self._frame, self._page_state = pager, None, None
+        self._count_in_background()
+
+    def _count_in_background(self) -> None:
+        """Count the matching runs in a thread, then show the total (if the query is still the one shown)."""
+        if self.counting and self._table is not None:
+            threading.Thread(target=self._count, args=(self._pager,), name="jt-runs-count", daemon=True).start()
+
+    def _count(self, pager: paging.Pager) -> None:
+        try:
+            pager.total  # noqa: B018 - counts, and keeps the count
+        except Exception:  # noqa: BLE001 - the table keeps saying "N+"; a refresh counts again
+            return
+        if pager is self._pager:
+            self._sync()
 
     def _page(self) -> tuple[list, pd.DataFrame, Any]:
         """The page shown: its runs, their frame, and the columns (from a bounded sample plus this page)."""
@@ -175,8 +207,9 @@ class RunsPanel:
 
     @property
     def pages(self) -> int:
-        if self._pager.total is not None:
-            return max(1, math.ceil(self._pager.total / self.page_size)) if self._pager.total else 0
+        total = self._total_now()
+        if total is not None:
+            return max(1, math.ceil(total / self.page_size)) if total else 0
         more = self._pager.has_more((self.page + 1) * self.page_size)
         return self.page + (2 if more else 1)
 
@@ -240,7 +273,7 @@ class RunsPanel:
 
     def set_page(self, page: int) -> None:
         page = max(0, int(page))
-        if self._pager.total is not None:
+        if self._total_now() is not None:
             page = min(page, max(0, self.pages - 1))
         else:
             while page > 0 and not self._pager.has_more(page * self.page_size):
@@ -272,20 +305,43 @@ class RunsPanel:
 
     @property
     def widget(self):
-        """The ipywidgets view (built on first use): the table widget above one plotly FigureWidget."""
+        """The ipywidgets view (built on first use): the table widget, then one plotly FigureWidget below it.
+
+        The table shows at once; the figure (plotly's import takes a second or more in a fresh kernel) is made in
+        a thread and joins the box when it is ready. While it has nothing to draw the box hides it
+        (``_compare.css``): no empty area."""
         if self._box is None:
             import ipywidgets
 
             # The first state goes with the widget's creation (not as updates racing its model in the browser).
             self._table = _table_widget_class()(**self._table_state(figure=True))
-            self._figure = _new_figure()
-            # The figure's view exists from the start (a view made later misses the figure's earlier updates);
-            # while it has nothing to draw, the box's class hides it (_compare.css): no empty area.
-            self._box = ipywidgets.VBox([self._table, self._figure], layout={"width": "100%"})
-            self._draw_figure()
+            self._box = ipywidgets.VBox([self._table], layout={"width": "100%"})
+            self._box.add_class("jt-figure-empty")
             self._table.observe(self._on_widget_change,
                                 names=["filter_request", "sort", "page", "selected", "show_all", "metric"])
+            # One thread (starting one costs the main thread a few ms): the count, then the figure.
+            self._figure_thread = threading.Thread(target=self._complete, name="jt-runs-panel", daemon=True)
+            self._figure_thread.start()
         return self._box
+
+    def _complete(self) -> None:
+        """What the panel shows after its table: the total (when it is still being counted), then the figure."""
+        if self.counting:
+            self._count(self._pager)
+        self._add_figure()
+
+    def _add_figure(self) -> None:
+        try:
+            figure = _new_figure()
+        except Exception as exc:  # noqa: BLE001 - the table works without it; say why there is no figure
+            with self._sync_lock:
+                self.filter_error = f"No figure: {queries.one_line(exc)}"
+            self._sync()
+            return
+        with self._sync_lock:
+            self._figure = figure
+            self._box.children = (self._table, figure)
+            self._draw_figure()
 
     @property
     def table(self):
@@ -294,7 +350,9 @@ class RunsPanel:
 
     @property
     def figure(self):
+        """The plotly FigureWidget (waits for it the first time: it is made in a thread)."""
         self.widget  # noqa: B018
+        self._figure_thread.join()
         return self._figure
 
     def _on_widget_change(self, change: dict) -> None:
@@ -322,7 +380,7 @@ class RunsPanel:
     def _table_state(self, figure: bool = False) -> dict:
         """What the table widget shows: its synced traits."""
         state = {
-            "title": self.title,
+            "title": self.title, "counting": self.counting,
             "columns": [{"key": c, "label": column_label(c), "group": column_group(c)} for c in self.shown_columns()],
             "rows": self.page_rows(), "total": self.total, "total_known": self.total_known, "pages": self.pages,
             "page": self.page, "sort": {"column": self.sort_key.name, "descending": self.sort_key.descending},
@@ -336,28 +394,31 @@ class RunsPanel:
         return state
 
     def _sync(self, figure: bool = False) -> None:
-        """Push the current state to the widgets (no-op until the widget exists)."""
+        """Push the current state to the widgets (no-op until the widget exists). Also called from the threads
+        that count the runs and make the figure, hence the lock."""
         if self._table is None:
             return
-        state = self._table_state(figure)
-        self._syncing = True
-        try:
-            with self._table.hold_sync():
-                for name, value in state.items():
-                    setattr(self._table, name, value)
-        finally:
-            self._syncing = False
-        if figure:
-            self._draw_figure()
+        with self._sync_lock:
+            state = self._table_state(figure)
+            self._syncing = True
+            try:
+                with self._table.hold_sync():
+                    for name, value in state.items():
+                        setattr(self._table, name, value)
+            finally:
+                self._syncing = False
+            if figure:
+                self._draw_figure()
 
     def _draw_figure(self) -> None:
-        """Redraw the figure; the box shows it only when it has something to draw (no empty area)."""
+        """Redraw the figure (once it exists); the box shows it only when it has something to draw."""
+        if self._figure is None:
+            return  # the thread making it draws the state of the moment when it is done
         draw_figure(self._figure, self)
-        if self._box is not None:
-            if self._figure.data:
-                self._box.remove_class("jt-figure-empty")
-            else:
-                self._box.add_class("jt-figure-empty")
+        if self._figure.data:
+            self._box.remove_class("jt-figure-empty")
+        else:
+            self._box.add_class("jt-figure-empty")
 
     # ------------------------------------------------------------------------------------------ display
 
@@ -398,6 +459,11 @@ class RunsPanel:
                 f'<table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>')
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        from .live import live_mode
+
+        # A widget front end shows the table before the runs are counted; elsewhere the static table is all
+        # there is, so it waits for the count.
+        self._count_later = live_mode() == "widget"
         bundle = {"text/plain": self.to_text(), "text/html": self.to_html()}
         widget_bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude) or {}
         view = widget_bundle.get("application/vnd.jupyter.widget-view+json")

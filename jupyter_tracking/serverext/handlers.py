@@ -107,6 +107,15 @@ class RunsHandler(TrackingHandler):
         self.send(page)
 
 
+class RunCountHandler(TrackingHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        from .queries import count_runs
+
+        ids = [i for raw in self.get_arguments("experiment_id") for i in raw.split(",") if i.strip()]
+        self.send(await self.call(count_runs, self.location(), ids, filter_string=self.get_argument("filter", "")))
+
+
 class RunHandler(TrackingHandler):
     @web.authenticated
     async def get(self, run_id: str) -> None:
@@ -274,6 +283,7 @@ def routes(base_url: str) -> list[tuple[str, type]]:
         (url_path_join(api, "store"), StoreHandler),
         (url_path_join(api, "experiments"), ExperimentsHandler),
         (url_path_join(api, "runs"), RunsHandler),
+        (url_path_join(api, "run-count"), RunCountHandler),
         (url_path_join(api, r"runs/([0-9a-zA-Z_-]+)"), RunHandler),
         (url_path_join(api, r"runs/([0-9a-zA-Z_-]+)/metric-history"), MetricHistoryHandler),
         (url_path_join(api, "mlflow-ui"), UIServerHandler),

@@ -209,7 +209,10 @@ def search_runs(
         runs = pager.page(offset, limit)
         more = pager.has_more(offset + len(runs)) if len(runs) == limit else False
         token = SearchUtils.create_page_token(offset + len(runs)).decode() if more else None
-        return {"runs": [_run_summary(run) for run in runs], "next_page_token": token, "total": pager.total}
+        # The total only when the page told it (a last page, or the matches were listed anyway): counting the
+        # runs a params/metrics filter matches costs O(matches), so ``count_runs`` answers it on its own.
+        total = offset + len(runs) if token is None else pager.known_total
+        return {"runs": [_run_summary(run) for run in runs], "next_page_token": token, "total": total}
     client = client_for(location)
     page = client.search_runs(
         experiment_ids=experiment_ids,
@@ -221,6 +224,26 @@ def search_runs(
     )
     token = page.token.decode() if isinstance(page.token, bytes) else page.token
     return {"runs": [_run_summary(run) for run in page], "next_page_token": token or None, "total": None}
+
+
+def count_runs(location: StoreLocation, experiment_ids: list[str], filter_string: str = "") -> dict[str, Any]:
+    """How many runs match (``{"total": N}``), asked apart from the first page so the page shows first. None for a
+    tracking server (MLflow's API has no count: the side panel says "more" while there is a next page)."""
+    from .. import paging, run_pages
+    from ..queries import QueryError
+
+    if not store_exists(location) or run_pages.sql_store(location) is None:
+        return {"total": 0 if not store_exists(location) else None}
+    if not experiment_ids:
+        experiment_ids = [e["experiment_id"] for e in list_experiments(location)]
+        if not experiment_ids:
+            return {"total": 0}
+    try:
+        pager = paging.open_pager(location, list(experiment_ids), filter_string or "", None, page_size=1,
+                                  create_indexes=False)
+    except QueryError as exc:
+        raise BadQuery(str(exc)) from exc
+    return {"total": pager.total}
 
 
 @_mlflow_errors

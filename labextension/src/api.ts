@@ -67,6 +67,11 @@ export function searchRuns(path: string, query: IRunQuery): Promise<IRunPage> {
   });
 }
 
+/** How many runs match (null for a tracking server): asked apart from the page, which shows first. */
+export function countRuns(path: string, query: IRunQuery): Promise<{ total: number | null }> {
+  return request('run-count', { path, experiment_id: query.experimentIds, filter: query.filter });
+}
+
 export function getRun(path: string, runId: string): Promise<IRunDetail> {
   return request(`runs/${encodeURIComponent(runId)}`, { path });
 }

@@ -7,7 +7,7 @@
 
 import { Widget } from '@lumino/widgets';
 
-import { getExperiments, getMetricHistory, getRun, searchRuns } from './api';
+import { countRuns, getExperiments, getMetricHistory, getRun, searchRuns } from './api';
 import { cardGoals } from './card';
 import { renderChart } from './chartView';
 import { defaultCompareMetric, NOTE_TAG, orderMetrics, runSections } from './details';
@@ -252,7 +252,26 @@ export class ExperimentsPanel extends Widget {
       this._filter.placeholder = filterPlaceholder(this._runs);
     }
     this._renderTable();
+    if (this._total === null && this._nextToken && !more) {
+      void this._countRuns(ticket);
+    }
     await this._renderCompare();
+  }
+
+  /** The total of a query whose first page did not tell it (the store counts it apart: the page shows first). */
+  private async _countRuns(ticket: number): Promise<void> {
+    try {
+      const answer = await countRuns(this._path, {
+        experimentIds: [this._experimentId!],
+        filter: this._filter.value.trim()
+      });
+      if (ticket === this._runsTicket && answer.total !== null) {
+        this._total = answer.total;
+        this._renderCount();
+      }
+    } catch {
+      // The count stays "N runs, more"; the table itself is unaffected.
+    }
   }
 
   /** Show one run's details (and select its experiment if it is another one). */
@@ -365,10 +384,14 @@ export class ExperimentsPanel extends Widget {
     }
   }
 
+  private _renderCount(): void {
+    this._count.textContent = this._experimentId ? runCountText(this._runs.length, this._total, !!this._nextToken) : '';
+  }
+
   private _renderTable(): void {
     clear(this._table);
     this._more.hidden = !this._nextToken;
-    this._count.textContent = this._experimentId ? runCountText(this._runs.length, this._total, !!this._nextToken) : '';
+    this._renderCount();
     if (!this._runs.length) {
       this._table.appendChild(
         h('div', {

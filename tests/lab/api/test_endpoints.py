@@ -39,6 +39,7 @@ async def test_store_is_the_projects_embedded_store(jp_fetch, lab_project):
 async def test_a_project_without_runs_lists_nothing_and_creates_no_file(jp_fetch, lab_project):
     assert (await get_json(jp_fetch, "experiments", path=NB))["experiments"] == []
     assert (await get_json(jp_fetch, "runs", path=NB)) == {"runs": [], "next_page_token": None, "total": 0}
+    assert (await get_json(jp_fetch, "run-count", path=NB)) == {"total": 0}
     assert not (lab_project / "mlflow.db").exists()
 
 
@@ -86,6 +87,18 @@ async def test_runs_filtered_with_mlflow_search_syntax(jp_fetch, seeded_runs):
     assert {r["run_id"] for r in body["runs"]} == {seeded_runs["runs"]["0.01"], seeded_runs["runs"]["0.001"]}
     body = await get_json(jp_fetch, "runs", path=NB, experiment_id=eid, filter="attributes.status = 'FAILED'")
     assert [r["run_id"] for r in body["runs"]] == [seeded_runs["runs"]["failed"]]
+
+
+async def test_the_run_count_is_asked_apart_from_the_page(jp_fetch, seeded_runs):
+    eid = seeded_runs["experiment_id"]
+    page = await get_json(jp_fetch, "runs", path=NB, experiment_id=eid, max_results="1")
+    assert len(page["runs"]) == 1 and page["next_page_token"] and page["total"] is None
+    everything = await get_json(jp_fetch, "runs", path=NB, experiment_id=eid)
+    assert (await get_json(jp_fetch, "run-count", path=NB, experiment_id=eid)) == {"total": len(everything["runs"])}
+    counted = await get_json(jp_fetch, "run-count", path=NB, experiment_id=eid, filter="metrics.accuracy > 0.82")
+    assert counted == {"total": 2}
+    code, body = await status_of(jp_fetch, "run-count", path=NB, experiment_id=eid, filter="params.lr === 1 and (")
+    assert code == 400
 
 
 async def test_a_filter_mlflow_cannot_parse_is_a_400_with_its_message(jp_fetch, seeded_runs):
@@ -205,7 +218,7 @@ def test_loading_the_server_extension_does_not_import_mlflow():
         "import sys\n"
         "from jupyter_tracking.serverext import _load_jupyter_server_extension\n"
         "from jupyter_tracking.serverext.handlers import routes\n"
-        "assert len(routes('/base/')) == 7\n"
+        "assert len(routes('/base/')) == 8\n"
         "print('mlflow' in sys.modules)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[3]
 XSS_NAME = '<img src=x onerror="window.__jtXss = 1">'
 EXPERIMENT = "tuned"
+MANY, MANY_RUNS = "many", 61
 SHOTS = REPO / "docs" / "screenshots"
 
 EPOCHS = 8
@@ -77,6 +78,12 @@ def lab(tmp_path_factory):
     client = client_for(location)
     run = client.create_run(experiment_id_for(location, EXPERIMENT), run_name=XSS_NAME)
     client.set_terminated(run.info.run_id, "FINISHED")
+    # More runs than the panel's first page (50): the page shows, then the count asked apart ("run-count").
+    many = experiment_id_for(location, MANY)
+    for i in range(MANY_RUNS):
+        extra = client.create_run(many, run_name=f"many-{i}")
+        client.log_param(extra.info.run_id, "i", str(i))
+        client.set_terminated(extra.info.run_id, "FINISHED")
     # Named after the notebook and updated last: the guess a panel would make without asking the kernel.
     decoy = client.create_run(experiment_id_for(location, "train"), run_name="not-this-one")
     client.set_terminated(decoy.info.run_id, "FINISHED")
@@ -308,6 +315,32 @@ def test_filter_and_sort_runs(page):
     page.wait_for_function(
         "() => document.querySelector('#jupyter-tracking-experiments th[data-column=\"metric:val_loss\"]')"
         "?.getAttribute('aria-sort') === 'ascending'"
+    )
+
+
+def test_a_long_run_list_shows_its_first_page_then_its_count(page):
+    panel = open_experiments(page)
+    select = panel.locator(".jp-TrackingPanel-experiment")
+    select.select_option(label=MANY)
+    page.wait_for_function(
+        "() => document.querySelectorAll('#jupyter-tracking-experiments tr.jp-TrackingPanel-run').length === 50"
+    )
+    page.wait_for_function(
+        f"() => document.querySelector('#jupyter-tracking-experiments .jp-TrackingPanel-count')?.textContent"
+        f" === '50 of {MANY_RUNS} runs'"
+    )
+    box = panel.locator(".jp-TrackingPanel-filter")
+    box.fill("params.i LIKE '1%'")  # 1, 10-19: a short list, counted by its one page
+    box.press("Enter")
+    page.wait_for_function(
+        "() => document.querySelector('#jupyter-tracking-experiments .jp-TrackingPanel-count')?.textContent"
+        " === '11 runs'"
+    )
+    box.fill("")
+    box.press("Enter")
+    select.select_option(label=EXPERIMENT)
+    page.wait_for_function(
+        "() => document.querySelectorAll('#jupyter-tracking-experiments tr.jp-TrackingPanel-run').length === 3"
     )
 
 
