@@ -14,6 +14,7 @@ import itertools
 import json
 import math
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -301,6 +302,7 @@ class _LiveTable:
         self.enabled = enabled
         self.in_place = frontend() in ("jupyter", "vscode", "colab")
         self._reported: set[int] = set()
+        self._lock = threading.Lock()
         if enabled and self.in_place:
             from IPython.display import display
 
@@ -311,7 +313,8 @@ class _LiveTable:
             return
         if self.handle is not None:
             try:
-                self.handle.update(self.state.bundle(), raw=True)
+                with self._lock:  # the sequential grid's step watcher updates from its thread
+                    self.handle.update(self.state.bundle(), raw=True)
             except Exception:  # noqa: BLE001 - the table is a view; the sweep goes on
                 pass
             return
@@ -325,6 +328,45 @@ class _LiveTable:
         """Final state: the in-place display is already up to date; elsewhere print the whole table once."""
         if self.enabled and self.handle is None:
             print(self.state.to_text())
+
+
+class _StepWatcher:
+    """The sequential grid's running combination streams like a parallel trial: a thread looks at its run's step
+    series (``recorder.series``, which the live panel reads too) every ``PROGRESS_EVERY`` seconds and puts the
+    latest step and values on its row. Only where the table updates in place."""
+
+    def __init__(self, state: SweepState, table: _LiveTable) -> None:
+        from .trials import PROGRESS_EVERY
+
+        self.state, self.table, self.every = state, table, PROGRESS_EVERY
+        self._current: tuple[Row, Any] | None = None
+        self._stop = threading.Event()
+        self._thread = None
+        if table.handle is not None:
+            self._thread = threading.Thread(target=self._loop, name="jt-sweep-steps", daemon=True)
+            self._thread.start()
+
+    def watch(self, row: Row | None, tracked: Any = None) -> None:
+        self._current = (row, tracked) if row is not None else None
+
+    def _loop(self) -> None:
+        from .trials import progress_message
+
+        while not self._stop.wait(self.every):
+            current = self._current
+            execution = getattr(current[1], "execution", None) if current else None  # TrackedCell's run
+            series = getattr(getattr(execution, "recorder", None), "series", None)
+            if series is None:
+                continue
+            with series.lock:
+                latest = {key: (steps[-1], values[-1]) for key, (steps, values, _) in series.data.items() if values}
+            if latest and self.state.apply_progress({current[0].index: progress_message(current[0].index, latest)}):
+                self.table.update(force=True)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
 
 
 # ---------------------------------------------------------------------------------------------- the sweep
@@ -471,6 +513,7 @@ def run_grid(
     parent = _open_parent(source, options, session, grid_tags, best_by)
     state.parent_run_id = parent.recorder.run_id
     table = _LiveTable(state, show)
+    watcher = _StepWatcher(state, table)
     child_options = replace(options, card=False, live=False, note=None,
                             tags={k: v for k, v in options.tags.items() if k not in (child_tags_exclude or ())})
     interrupted: BaseException | None = None
@@ -493,6 +536,7 @@ def run_grid(
                 extra_tags={COMBINATION_TAG: str(row.index), SWEEP_TAG: "child"}, session=session,
                 end_later=False,  # the sweep reads its children back before the cell returns
             )
+            watcher.watch(row, tracked)
             try:
                 summary = tracked.run()
             except KeyboardInterrupt as error:
@@ -523,6 +567,7 @@ def run_grid(
     except KeyboardInterrupt as error:  # between two combinations
         interrupted = error
     finally:
+        watcher.close()
         _close_parent(parent, state, interrupted, stop_error)
         _close_table(table)
     return _outcome(state, interrupted, stop_error)
@@ -534,6 +579,8 @@ def _trial_name(bindings: dict[str, Any]) -> str:
 
 class GridTrials:
     """The combinations of a grid, handed out in order to free workers."""
+
+    ask_ahead = True  # the next combination does not depend on results: it may wait in a worker's queue
 
     def __init__(self, state: SweepState) -> None:
         self._rows = iter(state.rows)
@@ -575,17 +622,29 @@ def run_trials(shell: Any, source: str, options: Any, state: SweepState, trials:
     interrupted: BaseException | None = None
     stop_error: BaseException | None = None
     stopping = False
+    # A grid's next trials wait in the workers' queue (one more per worker), so a worker that finishes starts
+    # its next trial at once rather than after the kernel has seen the result and sent another: a round trip
+    # per trial. A search asks Optuna only when a worker is free (its next values depend on the results).
+    ahead = engine.workers if engine.in_background and getattr(trials, "ask_ahead", False) else 0
 
     def fill() -> None:
-        while not stopping and len(in_flight) < engine.workers:
+        while not stopping and len(in_flight) < engine.workers + ahead:
             row = trials.next_row()
             if row is None:
                 return
             spec = TrialSpec(row.index, dict(row.bindings), code, set(options.params), set(options.metrics),
                              set(options.exclude), list(options.artifacts), optuna=trials.link(row),
                              progress=engine.channel)
-            row.status, row.started = "RUNNING", time.monotonic()
+            running = sum(1 for r in in_flight.values() if r.status == "RUNNING")
+            row.status = "RUNNING" if running < engine.workers else "QUEUED"
+            row.started = time.monotonic() if row.status == "RUNNING" else None
             in_flight[engine.submit(spec)] = row
+
+    def promote() -> None:
+        """Queued trials take the places of finished ones, first sent first (the workers' queue is in order)."""
+        free = engine.workers - sum(1 for r in in_flight.values() if r.status == "RUNNING")
+        for row in sorted((r for r in in_flight.values() if r.status == "QUEUED"), key=lambda r: r.index)[:free]:
+            row.status, row.started = "RUNNING", time.monotonic()
 
     try:
         if engine.in_background:
@@ -645,8 +704,9 @@ def run_trials(shell: Any, source: str, options: Any, state: SweepState, trials:
                 try:
                     records.append((row, engine.result(future)))
                 except Exception as error:  # noqa: BLE001 - the worker died or the result could not come back
-                    records.append((row, lost_record(row.index, time.time() - (time.monotonic() - row.started),
-                                                     error)))
+                    began = row.started if row.started is not None else time.monotonic()
+                    records.append((row, lost_record(row.index, time.time() - (time.monotonic() - began), error)))
+            promote()
             if engine.in_background and not (stop_on_error and any(r.status == "FAILED" for _, r in records)):
                 fill()  # the free workers start their next trials before the finished ones are written
             for row, record in records:
@@ -655,7 +715,8 @@ def run_trials(shell: Any, source: str, options: Any, state: SweepState, trials:
                 row.recorded = time.monotonic() - began
                 row.seconds, row.error = record.seconds, record.error[:200]
                 row.status = record.status
-                row.overhead = max(0.0, time.monotonic() - row.started - record.seconds)  # shipping, recording
+                if row.started is not None:  # shipping, waiting to be seen, recording
+                    row.overhead = max(0.0, time.monotonic() - row.started - record.seconds)
                 if summary is not None:
                     row.run_id = summary.run_id
                     row.metrics = {**summary.last_step_values, **summary.metrics}

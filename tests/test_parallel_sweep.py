@@ -5,6 +5,7 @@ that cannot be shipped. Real kernels, real stores read back with MLflow's own cl
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -82,6 +83,10 @@ def test_jobs_2_gives_the_same_children_as_the_sequential_grid(project, tmp_path
         table = run.data[-1]["text/plain"]  # the table under the cell, as it was left
         assert "grid sweep: 6/6 done · 1 failed · 2 local worker processes" in table, table
         assert "trial 3 (a=2, b=0.5) failed: ValueError: a bad pair" in run.stderr
+        # Two trials run at once; the next two wait in the workers' queue, QUEUED until a worker takes them.
+        tables = [b["text/plain"] for b in run.data if "grid sweep:" in b.get("text/plain", "")]
+        running = [sum(" RUNNING" in line for line in t.splitlines()[2:]) for t in tables]
+        assert max(running) == 2 and all(n <= 2 for n in running), tables
         client = store_client(project)
         seq, par = runs_of(project, "seq"), runs_of(project, "par")
         assert len(seq) == len(par) == 7
@@ -344,23 +349,25 @@ for step in range(32):  # 8 s: the workers and the parent run start first, slowl
 
 
 def test_running_trials_stream_their_latest_step_to_the_table(project):
-    """While trials run on local worker processes or a Dask cluster, the table under the cell shows each
-    running trial's latest step and values (not only the trials that finished)."""
+    """While trials run in the kernel one after the other, on local worker processes or on a Dask cluster, the
+    table under the cell shows each running trial's latest step and values (not only the trials that finished)."""
     folders_before = set(Path(tempfile.gettempdir()).glob("jt-sweep-progress-*"))
     kernel = Kernel(project / "notebooks")
     try:
         kernel.run_ok('%load_ext jupyter_tracking\ngrid = {"lr": [0.0, 0.5]}\n', timeout=120)
-        for flags in ("--jobs 2", "--cluster local"):  # loky: a file per trial; Dask: an event topic
+        # In the kernel: its run's step series; loky: a file per trial; Dask: an event topic.
+        for flags in ("", "--jobs 2", "--cluster local"):
             run = kernel.run_ok(STREAM_CELL.format(flags=flags), timeout=240)
             tables = [bundle["text/plain"] for bundle in run.data if "sweep:" in bundle.get("text/plain", "")]
-            running = [t for t in tables if "RUNNING  step" in t]
+            running = [t for t in tables if re.search(r"RUNNING +step", t)]
             assert running, (flags, tables)
             # A running row shows its step and its latest loss (lr 0.5: 1/(step+1) + 0.5) as the trial logged it.
             row = next(line for t in running for line in t.splitlines() if "0.5" in line and "RUNNING" in line)
             step = int(row.split("step")[1].split()[0])
             assert 0 <= step < 31 and f"{1.0 / (step + 1) + 0.5:.5g}" in row, row
             assert "0/2 done" in running[0] and "2/2 done" in tables[-1] and "step" not in tables[-1]
-            assert "opacity:0.75" in next(b["text/html"] for b in run.data if "RUNNING  step" in b.get("text/plain", ""))
+            assert "opacity:0.75" in next(b["text/html"] for b in run.data
+                                          if re.search(r"RUNNING +step", b.get("text/plain", "")))
         assert set(Path(tempfile.gettempdir()).glob("jt-sweep-progress-*")) <= folders_before  # removed at the end
         assert worker_processes(kernel.pid) == []
     finally:
