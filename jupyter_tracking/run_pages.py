@@ -13,6 +13,7 @@ only adds indexes MLflow lacks.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from dataclasses import dataclass, field
@@ -24,9 +25,9 @@ if TYPE_CHECKING:  # pragma: no cover
 SAMPLE_RUNS = 1000  # newest runs of a query whose params/metrics decide which columns vary
 WALK_LIMIT = 20_000  # index entries a sort by a metric may expect to read before it walks the index instead
 # A filtered page in store order first looks among the newest runs only, checking the filter run by run: a window of
-# at least NEWEST_WINDOW runs, four times larger on each try up to NEWEST_WINDOW_MAX, then every matching run.
+# NEWEST_WINDOW runs or more, sized again from the share of matches seen, up to NEWEST_WINDOW_MAX; then every run.
 NEWEST_WINDOW = 1000
-NEWEST_WINDOW_MAX = 16_000
+NEWEST_WINDOW_MAX = 8_000
 ATTRIBUTES = ("start_time", "end_time", "duration_s", "status", "run_name", "run_id")
 # Indexes MLflow's schema lacks, named with our prefix so no MLflow migration can collide with them.
 # Each covers its queries (the run id is in the index), so a page never reads the tables' rows to find runs.
@@ -283,25 +284,29 @@ class SqlRunQuery:
 
     def _newest_matching_ids(self, session: Any, offset: int, limit: int) -> list[str] | None:
         """With an expensive filter, in store order: ``limit`` matching runs from ``offset``, looked for among the
-        newest runs only (``_in_window``). The window grows fourfold while it finds too few, up to
-        ``NEWEST_WINDOW_MAX`` runs; None past that (rare matches: the caller evaluates the filter on every run).
+        newest runs only (``_in_window``). When a window holds too few matches, the next one is sized from the
+        share of matches seen (at least twice as large), up to ``NEWEST_WINDOW_MAX`` runs; None past that or
+        when a window held no match at all (rare matches: the caller evaluates the filter on every run).
 
         The matching runs of the newest N runs are the first matching runs in store order, so the page is the
         one ``_matching_ids`` gives. Counting them all is the part whose cost grows with the experiment; it is
         left to ``count``.
         """
-        size = max(NEWEST_WINDOW, 4 * (offset + limit))
+        wanted = offset + limit
+        size = max(NEWEST_WINDOW, 4 * wanted)
         while size <= NEWEST_WINDOW_MAX:
-            ids, whole = self._in_window(session, size, offset, limit)
-            if len(ids) == limit or whole:
-                return ids
-            size *= 4
+            ids, whole = self._in_window(session, size, wanted)
+            if len(ids) == wanted or whole:
+                return ids[offset:]
+            if not ids:
+                return None
+            size = max(2 * size, math.ceil(size * wanted / len(ids) * 1.25))
         return None
 
-    def _in_window(self, session: Any, size: int, offset: int, limit: int) -> tuple[list[str], bool]:
-        """Matching runs ``offset`` to ``offset + limit`` among the newest ``size`` runs, and whether those were all
-        the runs. The window is read off the runs index and the filter checked for each of its runs, one index
-        probe per term, so this costs the same at a thousand runs or a hundred thousand."""
+    def _in_window(self, session: Any, size: int, limit: int) -> tuple[list[str], bool]:
+        """The first ``limit`` matching runs among the newest ``size`` runs, and whether those were all the runs.
+        The window is read off the runs index and the filter checked for each of its runs, one index probe per
+        term, so this costs the same at a thousand runs or a hundred thousand."""
         from mlflow.store.tracking.dbmodels.models import SqlRun
         from sqlalchemy import exists, func, select
 
@@ -312,8 +317,7 @@ class SqlRunQuery:
                   .where(SqlRun.experiment_id.in_(self.experiment_ids), SqlRun.lifecycle_stage == "active")
                   .order_by(SqlRun.start_time.desc(), SqlRun.run_uuid).limit(size).subquery("jt_window"))
         stmt = (select(SqlRun.run_uuid).select_from(window).join(SqlRun, SqlRun.run_uuid == window.c.run_uuid)
-                .where(*conditions, *probes).order_by(window.c.start_time.desc(), window.c.run_uuid)
-                .offset(offset).limit(limit))
+                .where(*conditions, *probes).order_by(window.c.start_time.desc(), window.c.run_uuid).limit(limit))
         ids = list(session.scalars(stmt))
         whole = len(ids) < limit and session.execute(select(func.count()).select_from(window)).scalar_one() < size
         return ids, whole
@@ -535,7 +539,7 @@ class SqlRunQuery:
             if self._expensive:
                 # The matching runs among the newest (a bounded look; with rare matches the page decides alone).
                 newest = (self._ids[:sample] if self._ids is not None else
-                          self._in_window(session, sample, 0, sample)[0])
+                          self._in_window(session, sample, sample)[0])
             else:
                 newest = list(session.scalars(select(SqlRun.run_uuid).where(*self._conditions(session))
                                               .order_by(SqlRun.start_time.desc(), SqlRun.run_uuid).limit(sample)))
