@@ -427,6 +427,15 @@ def _open_parent(source: str, options: Any, session: Any, tags: dict[str, str], 
     return _Parent(parent, location, experiment, git, notebook, overrides)
 
 
+def _not_run(state: SweepState, table: _LiveTable) -> None:
+    """The table's last word when the sweep could not start (no parent run): nothing ran."""
+    state.status, state.finished_at = "NOT RUN", time.monotonic()
+    for row in state.rows:
+        if row.status in ("QUEUED", "RUNNING"):
+            row.status = "NOT RUN"
+    table.update(force=True)
+
+
 def _close_table(table: Any) -> None:
     """The sweep table's last state, then it stops updating."""
     table.update(force=True)
@@ -510,9 +519,13 @@ def run_grid(
     if engine is not None and engine.parallel:
         return run_trials(shell, source, options, state, GridTrials(state), engine, parent_tags=grid_tags,
                           stop_on_error=stop_on_error, show=show, child_tags_exclude=child_tags_exclude)
-    parent = _open_parent(source, options, session, grid_tags, best_by)
+    table = _LiveTable(state, show)  # on screen before the parent run is created (the store may be slow)
+    try:
+        parent = _open_parent(source, options, session, grid_tags, best_by)
+    except BaseException:
+        _not_run(state, table)
+        raise
     state.parent_run_id = parent.recorder.run_id
-    table = _LiveTable(state, show)
     watcher = _StepWatcher(state, table)
     child_options = replace(options, card=False, live=False, note=None,
                             tags={k: v for k, v in options.tags.items() if k not in (child_tags_exclude or ())})
@@ -646,6 +659,7 @@ def run_trials(shell: Any, source: str, options: Any, state: SweepState, trials:
         for row in sorted((r for r in in_flight.values() if r.status == "QUEUED"), key=lambda r: r.index)[:free]:
             row.status, row.started = "RUNNING", time.monotonic()
 
+    table = _LiveTable(state, show)  # on screen before the workers and the parent run are started
     try:
         if engine.in_background:
             fill()  # the workers start (and run the first trials) while the parent run is opened
@@ -658,6 +672,7 @@ def run_trials(shell: Any, source: str, options: Any, state: SweepState, trials:
             for row in in_flight.values():
                 row.status = "NOT RUN"
                 trials.finished(row, None)
+            _not_run(state, table)
         raise
     state.parent_run_id = parent.recorder.run_id
     try:  # as after a sequential grid (its children are MLflow's active runs in turn): plain mlflow finds the sweep
@@ -671,7 +686,6 @@ def run_trials(shell: Any, source: str, options: Any, state: SweepState, trials:
                  SWEEP_TAG: "child"}
     writer = TrialWriter(source, options, parent.recorder.run_id, shell.user_ns, session, parent.location,
                          parent.experiment, base_tags)
-    table = _LiveTable(state, show)
 
     def child_name(row: Row) -> str:
         name = _trial_name(row.bindings)
