@@ -127,6 +127,9 @@ def announce(options: Any) -> LivePanel | None:
     panel = LivePanel(mode=mode)
     if mode == "widget":
         warm_up()
+        from ..internals import hold_busy_status
+
+        hold_busy_status(id(panel))  # a widget's subshell must not make the front end read "idle" (internals.py)
     if mode in ("widget", "image") and _shell() is not None:
         panel.show_placeholder(getattr(options, "name", None))
     return panel
@@ -372,6 +375,9 @@ class LivePanel:
             with self._lock:
                 self._finished = True
                 self._withdraw_placeholder()
+        from ..internals import release_busy_status
+
+        release_busy_status(id(self))
 
     # ------------------------------------------------------------------ polling thread
     def _loop(self) -> None:
