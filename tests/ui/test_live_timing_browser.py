@@ -131,6 +131,9 @@ def open_fresh(page, server, path: str) -> None:
 
 def shoot(page, index: int, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    no_news = page.locator(".jp-Notification-Toast-Close, .jp-toast-button >> text=No")
+    if no_news.count():
+        no_news.first.click()
     target = cell(page, index)
     target.scroll_into_view_if_needed()
     target.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
