@@ -182,6 +182,8 @@ class TrackedExecution:
     # ------------------------------------------------------------------ end
     def end(self, status: str, error: BaseException | None = None, last_value: Any = None) -> RunSummary | None:
         """Capture the results, write and close the run, show the card. Never raises."""
+        if self._panel is not None:
+            self._panel.code_finished()
         recorder = self.recorder
         if recorder is None:
             return None

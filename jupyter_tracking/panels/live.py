@@ -319,6 +319,7 @@ class LivePanel:
         self._last_draw = 0.0
         self._started = False
         self._run_started = 0.0
+        self._code_done = False
         self._finished = False
         self._placeholder_name: str | None = None
 
@@ -387,13 +388,21 @@ class LivePanel:
                     if self._finished:
                         return
                     self._tick()
-                    build = self.view.wants_figure(self._elapsed()) and self._shown
+                    build = self._shown and self._running() and self.view.wants_figure(self._elapsed())
                     state = self.state() if build else None
                 if state is not None:
                     self._build_figure(state)
             except Exception as error:  # noqa: BLE001 - a panel must never break the cell
                 _warn(f"live panel stopped: {type(error).__name__}: {error}")
                 return
+
+    def code_finished(self) -> None:
+        """The cell's code has returned (the run is being recorded and closed, which can take seconds with many
+        points): a widget would come too late to matter now."""
+        self._code_done = True
+
+    def _running(self) -> bool:
+        return not self._code_done and getattr(self.recorder, "status", "RUNNING") == "RUNNING"
 
     def _elapsed(self) -> float:
         """Seconds since the first curve was drawn: the widget's turn counts from the training's start, not
@@ -429,8 +438,8 @@ class LivePanel:
             self._last_draw = now
             self.redraws += 1
             return
-        running = getattr(self.recorder, "status", "RUNNING") == "RUNNING"  # not while the run is being closed
-        if self.view.switch_due(self._elapsed()):
+        running = self._running()
+        if running and self.view.switch_due(self._elapsed()):
             self.view.switch(self.state())
             self.redraws += 1
             self._dirty = False
