@@ -173,6 +173,45 @@ def test_widget_panel_redraws_while_the_cell_runs_and_leaves_a_static_image(widg
     assert store_count(widget_kernel.project, "train_loss") == 40
 
 
+def test_a_fresh_kernel_shows_the_placeholder_at_once_and_the_first_curve_soon_after_the_first_log(project):
+    kernel = Kernel(project / "notebooks", {"JUPYTER_TRACKING_LIVE": "widget"})
+    try:
+        kernel.run_ok("%load_ext jupyter_tracking\nimport jupyter_tracking as jt, time")  # MLflow imports on
+        messages = kernel.run_ok("%%track fresh\nfor epoch in range(8):\n    if epoch == 0:\n"
+                                 "        print('first log', flush=True)\n"
+                                 "    jt.log(step=epoch, train_loss=1.0 / (epoch + 1))\n    time.sleep(0.1)\n").messages
+    finally:
+        kernel.close()
+    first_log = next(m.at for m in messages if m.type == "stream" and "first log" in m.content["text"])
+    panel = panel_displays(messages)
+    assert "waiting for the first step" in panel[0].content["data"]["text/html"]
+    assert panel[0].at < 1.0 and panel[0].at < first_log, (panel[0].at, first_log)
+    picture = next(m for m in panel if "image/svg+xml" in m.content["data"])
+    assert picture.at - first_log < 0.5, (picture.at, first_log)
+    assert panel[-1].content["data"]["text/plain"].startswith("Training curves (finished)")
+    print(f"\nfresh kernel: placeholder {panel[0].at:.2f} s, first jt.log {first_log:.2f} s, "
+          f"first picture {picture.at - first_log:.2f} s after it")
+
+
+def test_a_cell_interrupted_before_its_run_starts_takes_its_placeholder_away(project):
+    kernel = Kernel(project / "notebooks", {"JUPYTER_TRACKING_LIVE": "widget"})
+    try:
+        kernel.run_ok("%load_ext jupyter_tracking\nimport jupyter_tracking as jt, time")
+        msg_id = kernel.send("%%track cut-short\njt.log(step=0, loss=1.0)\n")
+        deadline = time.monotonic() + 10
+        while not panel_displays(kernel._iopub.get(msg_id, [])):  # the placeholder is up: MLflow still imports
+            assert time.monotonic() < deadline, "no placeholder"
+            kernel.collect(0.05)
+        kernel.interrupt()
+        execution = kernel.wait(msg_id)
+    finally:
+        kernel.close()
+    assert execution.error == "KeyboardInterrupt"
+    panel = panel_displays(execution.messages)
+    assert "waiting for the first step" in panel[0].content["data"]["text/html"]
+    assert panel[-1].content["data"] == {"text/plain": ""}, "no placeholder left waiting for a run that never came"
+
+
 def test_a_short_cell_gets_pictures_and_no_widget(widget_kernel):
     messages = quiet_after_the_cell(widget_kernel, """%%track short
 for epoch in range(12):
