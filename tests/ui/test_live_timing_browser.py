@@ -51,8 +51,9 @@ for epoch in range(100):
            val_acc=1 - math.exp(-epoch / 8))
     time.sleep(0.1)
 """
+PLAIN = "%%track plain\nx = 1\ntime.sleep(0.5)\n"
 CELLS = [LOAD, TIMED, SHORT.format(flag=""), SHORT.format(flag=" --no-live"), SHORT.format(flag=""),
-         SHORT.format(flag=" --no-live"), DEMO.format(theme="light"), DEMO.format(theme="dark")]
+         SHORT.format(flag=" --no-live"), DEMO.format(theme="light"), DEMO.format(theme="dark"), PLAIN]
 
 SAMPLER = """() => {
     window.__jt = { cell: null, samples: [] };
@@ -211,7 +212,17 @@ def test_live_panel_is_on_time_in_a_fresh_kernel(tmp_path, jupyter_app, chromium
     print(f"{app} 1.5 s cell: {durations[True]} s with the panel, {durations[False]} s with --no-live")
     assert with_panel - without < 0.5, durations
 
+    # ---- a cell that logs no step metric: its placeholder goes, leaving no gap above the card
+    cell(page, 8).locator(".jp-InputArea-editor").click()
+    run_cell(page, 8)
+    samples = wait_done(page, 8)
+    assert any(s["placeholder"] for s in samples) and not samples[-1]["placeholder"]
+    heights = cell(page, 8).locator(".jp-OutputArea-child").evaluate_all(
+        "els => els.map(e => e.getBoundingClientRect().height)")
+    assert heights and heights[0] < 8, f"the withdrawn placeholder takes no room: {heights}"
+
     # ---- screenshots: placeholder and mid-run, light then dark
+    cell(page, 6).locator(".jp-InputArea-editor").click()
     demo_screenshots(page, app, "light", 6)
     page.keyboard.press("Escape")
     switch_theme(page, "JupyterLab Dark")
