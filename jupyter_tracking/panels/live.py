@@ -358,6 +358,8 @@ class LivePanel:
         _runs_since.pop(id(self), None)
         self._stop.set()
         with self._lock:
+            if self._finished:  # abandoned already
+                return
             self._finished = True
             if not self._started:  # the run never started
                 self._withdraw_placeholder()
@@ -371,11 +373,16 @@ class LivePanel:
             self.view.finish(state, static_bundle(state))
 
     def abandon(self) -> None:
-        """The cell stopped before its run started (an interrupt, an error of ours): take the placeholder away."""
-        if not self._started:
-            with self._lock:
+        """The cell stopped before its code ran (an interrupt, an error of ours while opening the run; the run is
+        closed without ``on_run_end``): the thread stops, a placeholder with nothing to show goes."""
+        _runs_since.pop(id(self), None)
+        self._stop.set()
+        with self._lock:
+            if not self._finished:
                 self._finished = True
-                self._withdraw_placeholder()
+                if not self._shown:
+                    self._withdraw_placeholder()
+                self.view.close()
         from ..internals import release_busy_status
 
         release_busy_status(id(self))
