@@ -396,14 +396,17 @@ def _patch_status(kernel: Any, shell: Any) -> None:
         original(status, channel, parent)
         if status != "idle" or not _busy_cells:
             return
-        with _busy_lock:
-            if not _busy_cells:
-                return
-            cell = next(reversed(_busy_cells.values()))
-            ended = parent or kernel.get_parent(channel) or {}
-            if ended.get("header", {}).get("msg_id") == cell.get("header", {}).get("msg_id"):
-                return  # the cell's own end
-            original("busy", "shell", cell)
+        try:
+            with _busy_lock:
+                if not _busy_cells:
+                    return
+                cell = next(reversed(_busy_cells.values()))
+                ended = parent or kernel.get_parent(channel) or {}
+                if ended.get("header", {}).get("msg_id") == cell.get("header", {}).get("msg_id"):
+                    return  # the cell's own end
+                original("busy", "shell", cell)
+        except Exception:  # noqa: BLE001 - never in the way of the kernel's own messages
+            return
 
     kernel._publish_status = publish_status
     kernel._jt_status_patched = True
