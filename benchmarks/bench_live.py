@@ -10,6 +10,8 @@ end would. Prints a table:
   possible: redraws, front-end messages, the most in any one second,
   bytes sent (the widget's one-time 5 MB plotly bundle separately), and points per drawn trace.
 
+Cells shorter than ~2-3 s get live pictures and no widget (``panels/live.py``): their columns show no comm traffic.
+
 Usage: ``.venv/bin/python benchmarks/bench_live.py [--calls 100000] [--points 1000000]``
 """
 
@@ -107,15 +109,15 @@ def max_per_second(times: list[float]) -> int:
 
 
 def traffic(messages) -> dict:
-    """What the panel sent: its figure's comm traffic and its display (found by the widget's comm id)."""
+    """What the panel sent: its display (placeholder, pictures, the widget's view, the final picture; found by its
+    display id) and, when a widget took over, the figure's comm traffic (found by the widget's comm id)."""
     opens = [(t, m) for t, m in messages if m["msg_type"] == "comm_open" and "_esm" in m["content"]["data"]["state"]]
-    if not opens:
-        return {}
-    comm_id = opens[0][1]["content"]["comm_id"]
+    comm_id = opens[0][1]["content"]["comm_id"] if opens else None
     comm = [(t, m) for t, m in messages if m["msg_type"].startswith("comm_") and m["content"].get("comm_id") == comm_id]
     display = [(t, m) for t, m in messages if m["msg_type"] in ("display_data", "update_display_data")
-               and ("image/svg+xml" in m["content"]["data"]
-                    or "application/vnd.jupyter.widget-view+json" in m["content"]["data"])]
+               and m["content"].get("transient", {}).get("display_id", "").startswith("jt-live-")]
+    if not display:
+        return {}
     updates = [m for _, m in comm if m["msg_type"] == "comm_msg" and m["content"]["data"]["state"].get("_py2js_update")]
     times = [t for t, _ in comm] + [t for t, _ in display]
     per_trace = 0
@@ -129,7 +131,7 @@ def traffic(messages) -> dict:
         "messages": len(comm) + len(display),
         "max_per_second": max_per_second(times),
         "span_s": max(times) - min(times),
-        "open_bytes": size(opens[0][1]),
+        "open_bytes": size(opens[0][1]) if opens else 0,
         "update_bytes": sum(size(m) for t, m in comm if m["msg_type"] != "comm_open"),
         "display_bytes": sum(size(m) for _, m in display),
         "points_per_trace": per_trace,
@@ -177,10 +179,10 @@ def main() -> None:
         ("front-end messages (comm + display)", "messages", "{:,}"),
         ("most front-end messages in one second", "max_per_second", "{:,}"),
         ("messages per second (average)", None, None),
-        ("widget bundle, once per panel (bytes)", "open_bytes", "{:,}"),
+        ("widget bundle, once (bytes; 0: none)", "open_bytes", "{:,}"),
         ("initial state + updates (bytes)", "update_bytes", "{:,}"),
         ("largest single update (bytes)", "largest_update", "{:,}"),
-        ("display + static picture (bytes)", "display_bytes", "{:,}"),
+        ("placeholder, pictures, final (bytes)", "display_bytes", "{:,}"),
         ("points per drawn trace, at most", "points_per_trace", "{:,}"),
     ]
     for label, key, fmt in lines:

@@ -86,10 +86,12 @@ class TrackedExecution:
         self._git: context_module.GitProbe | None = None
         self._hooks: Any = None
         self._previous_active: tuple[Any, int | None] = (None, None)
+        self._panel: Any = None  # the live panel, announced at the start of begin()
 
     # ------------------------------------------------------------------ begin
     def begin(self) -> RunRecorder:
         """Analyse, take the inputs, open the run. Raises SyntaxError like the code would."""
+        self._panel = _announce_live_panel(self.options)  # its placeholder first: nothing else is on screen yet
         preload.wait()  # MLflow and the panels' modules, imported in a thread (an interrupt cannot cut it)
         analysis = analyze(self._analysis_source)
         options = self.options
@@ -120,6 +122,15 @@ class TrackedExecution:
         recorder.end_later = self.end_later
         recorder.cell_logged = options.autolog  # autolog writes into the run: its end is written at once
         self.recorder = recorder
+        try:
+            from .panels.live import observer_factory
+
+            live_panel = observer_factory(recorder, options, self._panel)
+        except Exception as error:  # noqa: BLE001
+            _notify(f"live panel not shown ({type(error).__name__}: {error})")
+            live_panel = None
+        if live_panel is not None:
+            recorder.add_observer(live_panel)
         for observer in _observer_factories:
             try:
                 attached = observer(recorder, options)
@@ -155,6 +166,8 @@ class TrackedExecution:
             raise
 
     def abort(self, error: BaseException) -> None:
+        if self._panel is not None:
+            self._panel.abandon()  # no run to draw: the placeholder goes
         recorder = self.recorder
         if recorder is None:
             return
@@ -169,6 +182,8 @@ class TrackedExecution:
     # ------------------------------------------------------------------ end
     def end(self, status: str, error: BaseException | None = None, last_value: Any = None) -> RunSummary | None:
         """Capture the results, write and close the run, show the card. Never raises."""
+        if self._panel is not None:
+            self._panel.code_finished()
         recorder = self.recorder
         if recorder is None:
             return None
@@ -257,8 +272,8 @@ class TrackedExecution:
 
 
 # ---------------------------------------------------------------------- panels
-# Callables ``(recorder, options) -> observer | None`` run for each tracked execution (live panel, system
-# metrics). Panels register here; they receive the recorder and only read from it.
+# Callables ``(recorder, options) -> observer | None`` run for each tracked execution, after the live panel
+# (and its ``--system`` sampler). Panels register here; they receive the recorder and only read from it.
 _observer_factories: list[Any] = []
 
 
@@ -267,13 +282,15 @@ def register_observer_factory(factory: Any) -> None:
         _observer_factories.append(factory)
 
 
-def _live_panel(recorder: Any, options: TrackOptions) -> Any:
-    from .panels.live import observer_factory  # numpy/plotly stay unimported until a tracked cell runs
+def _announce_live_panel(options: TrackOptions) -> Any:
+    """The live panel with its placeholder on screen, or None; never raises (plotly and MLflow stay unimported)."""
+    try:
+        from .panels.live import announce
 
-    return observer_factory(recorder, options)
-
-
-register_observer_factory(_live_panel)
+        return announce(options)
+    except Exception as error:  # noqa: BLE001 - a panel never breaks the cell
+        _notify(f"live panel not shown ({type(error).__name__}: {error})")
+        return None
 
 
 # ---------------------------------------------------------------------- the magic's entry point

@@ -5,7 +5,7 @@ On SQL stores we write through MLflow's own tables and models instead (the schem
 made; we only insert rows MLflow itself would insert). If MLflow changes any of this, the callers fall back to
 the public API (``MlflowSink`` catches the failure and repeats the write through ``MlflowClient``).
 plotly's ``FigureWidget`` sends 2-4 comm messages per update; the live panel's figure sends one (its private
-message methods, overridden in ``live_figure_class``).
+message methods, overridden in ``live_figure_class``). ipykernel's status messages: see ``hold_busy_status``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import threading
 from typing import Any
 
 _MAX_DOUBLE = sys.float_info.max
@@ -347,3 +348,66 @@ def mlflow_server_log_config() -> str:
     from pathlib import Path
 
     return str(Path(list(importlib.util.find_spec("mlflow").submodule_search_locations)[0]) / "server" / LOG_CONFIG)
+
+
+# ---------------------------------------------------------------------- the kernel's busy status
+# JupyterLab 4.4+ and Notebook 7 open a kernel subshell for each widget comm (create_subshell_request on the
+# control channel, delete_subshell_request when it closes). ipykernel 7 answers with a busy and an idle status
+# for that request, and front ends show the kernel as idle from then on although the cell still runs. While a
+# tracked cell whose panel may open a widget runs, an idle status of any other request is followed by a busy
+# one for the cell. Private: ipykernel's ``Kernel._publish_status(status, channel, parent)`` and
+# ``get_parent(channel)``.
+_busy_lock = threading.Lock()
+_busy_cells: dict[int, dict] = {}  # token -> the execute request of a running tracked cell
+
+
+def hold_busy_status(token: int) -> None:
+    """From the cell's own thread: until ``release_busy_status(token)`` (or the cell's end), keep the front end's
+    kernel status busy for this cell."""
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        kernel = getattr(shell, "kernel", None)
+        parent = kernel.get_parent("shell") if kernel is not None else None
+        if not parent or not callable(getattr(kernel, "_publish_status", None)):
+            return
+        _patch_status(kernel, shell)
+    except Exception:  # noqa: BLE001 - another kernel: nothing to do
+        return
+    with _busy_lock:
+        _busy_cells[token] = parent
+
+
+def release_busy_status(token: int | None = None) -> None:
+    with _busy_lock:
+        if token is None:
+            _busy_cells.clear()
+        else:
+            _busy_cells.pop(token, None)
+
+
+def _patch_status(kernel: Any, shell: Any) -> None:
+    if getattr(kernel, "_jt_status_patched", False):
+        return
+    original = kernel._publish_status
+
+    def publish_status(status, channel, parent=None):
+        original(status, channel, parent)
+        if status != "idle" or not _busy_cells:
+            return
+        try:
+            with _busy_lock:
+                if not _busy_cells:
+                    return
+                cell = next(reversed(_busy_cells.values()))
+                ended = parent or kernel.get_parent(channel) or {}
+                if ended.get("header", {}).get("msg_id") == cell.get("header", {}).get("msg_id"):
+                    return  # the cell's own end
+                original("busy", "shell", cell)
+        except Exception:  # noqa: BLE001 - never in the way of the kernel's own messages
+            return
+
+    kernel._publish_status = publish_status
+    kernel._jt_status_patched = True
+    shell.events.register("post_execute", release_busy_status)  # never past a cell's end, whatever happened

@@ -120,6 +120,13 @@ def wait() -> None:
         pass
 
 
+def wait_for_import(timeout: float | None = None) -> None:
+    """Until the import under way (if any) has succeeded or failed; starts nothing, raises nothing."""
+    attempt = _state.attempt
+    if attempt is not None:
+        attempt.done.wait(timeout)
+
+
 def is_ready() -> bool:
     return _state.ready and _mlflow_is_complete()
 
@@ -159,13 +166,13 @@ def _import_all(attempt: _Attempt) -> None:
 
 
 def _warm_up_live_panel() -> None:
-    """Where the live panel is a widget, its plotly class too (1-3 s): otherwise a short first training loop
-    would end before its panel could appear."""
+    """Where the live panel is a widget, start importing its plotly class (1-3 s) in a thread of its own: the
+    first tracked cell waits for MLflow, never for plotly (its panel draws pictures until plotly is ready)."""
     with contextlib.suppress(Exception):
         from .panels import live
 
         if live.live_mode() == "widget":
-            live._figure_class()
+            live.warm_up()
 
 
 def _mlflow_is_complete() -> bool:

@@ -64,15 +64,17 @@ def test_widget_panel_falls_back_to_pictures_when_plotly_cannot_load(project, mo
         raise ImportError("No module named 'anywidget'")
 
     monkeypatch.setattr(live, "_figure_class", broken)
+    monkeypatch.setattr(live, "IMPORT_AFTER", 0.0)
+    monkeypatch.setattr(live, "WIDGET_AFTER", 0.3)  # 2 s in real use
     recorder = recorder_in(project, "no-widgets")
     panel = live.LivePanel(mode="widget")
     recorder.add_observer(panel)
     recorder.start()
-    for step in range(8):
+    for step in range(12):
         recorder.log_step(step, {"train_loss": 1.0 / (step + 1)})
         time.sleep(0.1)
     recorder.finish("FINISHED")
     captured = capsys.readouterr()
-    assert isinstance(panel.view, live.ImageView)
-    assert "live curves shown as pictures (ImportError" in captured.err
-    assert panel.redraws >= 1 and "Training curves (finished)" in captured.out
+    assert panel.view.widget_failed and panel.view.figure is None, "the pictures went on"
+    assert captured.err.count("live curves shown as pictures (ImportError") == 1, captured.err
+    assert panel.redraws >= 2 and "Training curves (finished)" in captured.out

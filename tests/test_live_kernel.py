@@ -13,6 +13,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -94,9 +95,11 @@ def store_count(project: Path, key: str) -> int:
 
 
 # ---------------------------------------------------------------------- widget front ends (Lab, Notebook 7, VS Code)
-LIVE_CELL = """%%track live-demo --steps 25
+LIVE_CELL = """%%track live-demo --steps 40
 import mlflow
-for epoch in range(25):
+for epoch in range(40):
+    if epoch == 0:
+        print("first log", flush=True)
     jt.log(step=epoch, train_loss=math.exp(-epoch / 8), val_loss=math.exp(-epoch / 10) + 0.05, val_acc=1 - math.exp(-epoch / 6))
     mlflow.log_metric("lr", 0.1 * 0.9 ** epoch, step=epoch)
     time.sleep(0.12)
@@ -104,14 +107,42 @@ print("loop done", flush=True)
 """
 
 
+def panel_displays(messages: list[Message]) -> list[Message]:
+    """The live panel's display and its updates (one display id, ``jt-live-...``), in arrival order."""
+    return [m for m in messages if m.type in ("display_data", "update_display_data")
+            and m.content.get("transient", {}).get("display_id", "").startswith("jt-live-")]
+
+
+def quiet_after_the_cell(kernel: Kernel, code: str, timeout: float = 300) -> list[Message]:
+    """Run ``code``, then another cell: the first cell's messages, checked to have stopped at its idle status
+    (nothing of the panel reaches the front end once the kernel says idle)."""
+    msg_id = kernel.send(code)
+    execution = kernel.wait(msg_id, timeout)
+    assert execution.status == "ok", execution.traceback
+    count = len(execution.messages)
+    time.sleep(1.0)
+    kernel.run_ok("pass")
+    assert len(kernel._iopub.get(msg_id, [])) == count, "the panel sent something after the cell had ended"
+    return execution.messages
+
+
 def test_widget_panel_redraws_while_the_cell_runs_and_leaves_a_static_image(widget_kernel):
-    messages = widget_kernel.run(LIVE_CELL)
+    messages = quiet_after_the_cell(widget_kernel, LIVE_CELL)
     comm_id = figure_comm(messages)
+    first_log = next(m.at for m in messages if m.type == "stream" and "first log" in m.content["text"])
     loop_done = next(m.at for m in messages if m.type == "stream" and "loop done" in m.content["text"])
 
-    shown = [m for m in messages if m.type == "display_data" and WIDGET_MIME in m.content["data"]]
-    assert len(shown) == 1 and shown[0].at < loop_done - 1.0, "the panel appears while the cell is running"
-    display_id = shown[0].content["transient"]["display_id"]
+    panel = panel_displays(messages)
+    display_id = panel[0].content["transient"]["display_id"]
+    assert panel[0].type == "display_data" and "waiting for the first step" in panel[0].content["data"]["text/html"]
+    assert "live-demo" in panel[0].content["data"]["text/plain"] and panel[0].at < first_log
+    assert all(m.type == "update_display_data" for m in panel[1:]), "one display, updated in place"
+    pictures = [m for m in panel if "image/svg+xml" in m.content["data"]]
+    assert pictures[0].at - first_log < 0.5, "the first curve follows the first jt.log within half a second"
+    shown = [m for m in panel if WIDGET_MIME in m.content["data"]]
+    assert len(shown) == 1 and shown[0].at < loop_done - 1.0, "the widget takes over while the cell is running"
+    assert shown[0].at - first_log > 2.5, "not before the run has lasted a few seconds"
+    assert len([m for m in pictures if m.at < shown[0].at]) >= 4, "pictures until the widget takes over"
 
     live_updates = [m for m in updates(messages, comm_id) if m.at < loop_done]
     assert len(live_updates) >= 5, "redrawn several times before the loop ended"
@@ -121,7 +152,7 @@ def test_widget_panel_redraws_while_the_cell_runs_and_leaves_a_static_image(widg
     assert any(n.startswith("lr ") for n in names), "mlflow.log_metric calls in the cell are drawn too"
     assert any(n.startswith("val_acc ") for n in names)
     titles = [str(m.content["data"]["state"]["_py2js_update"]["layout_data"]) for m in live_updates]
-    assert any("step" in t and "/25 (" in t and "ETA" in t and "elapsed" in t for t in titles), titles
+    assert any("step" in t and "/40 (" in t and "ETA" in t and "elapsed" in t for t in titles), titles
 
     assert max_per_second(panel_message_times(messages, comm_id, display_id)) <= 10
     for message in comm_messages(messages, comm_id):
@@ -130,28 +161,83 @@ def test_widget_panel_redraws_while_the_cell_runs_and_leaves_a_static_image(widg
         if state.get("_py2js_update"):
             assert "_last_trace_edit_id" in state, "edit ids travel in the same message"
 
-    final = [m for m in messages if m.type == "update_display_data"
-             and m.content["transient"]["display_id"] == display_id]
-    assert len(final) == 1 and final[0].at > loop_done
+    final = [m for m in panel if m.content["data"]["text/plain"].startswith("Training curves (")]
+    assert len(final) == 1 and final[0].at > loop_done and final[0] is panel[-1]
     bundle = final[0].content["data"]
     assert WIDGET_MIME not in bundle, "the saved notebook keeps a picture, not a dead widget"
     svg = ET.fromstring(bundle["image/svg+xml"])
     assert len(svg.findall(f".//{SVG}polyline")) == 4  # train_loss, val_loss, val_acc, lr
     assert bundle["text/plain"].startswith("Training curves (finished)")
-    assert "val_acc" in bundle["text/plain"] and "(25 points)" in bundle["text/plain"]
+    assert "val_acc" in bundle["text/plain"] and "(40 points)" in bundle["text/plain"]
     assert any(m.type == "comm_close" for m in comm_messages(messages, comm_id)), "widget freed in the browser"
-    assert store_count(widget_kernel.project, "train_loss") == 25
+    assert store_count(widget_kernel.project, "train_loss") == 40
+
+
+def test_a_fresh_kernel_shows_the_placeholder_at_once_and_the_first_curve_soon_after_the_first_log(project):
+    kernel = Kernel(project / "notebooks", {"JUPYTER_TRACKING_LIVE": "widget"})
+    try:
+        kernel.run_ok("%load_ext jupyter_tracking\nimport jupyter_tracking as jt, time")  # MLflow imports on
+        messages = kernel.run_ok("%%track fresh\nfor epoch in range(8):\n    if epoch == 0:\n"
+                                 "        print('first log', flush=True)\n"
+                                 "    jt.log(step=epoch, train_loss=1.0 / (epoch + 1))\n    time.sleep(0.1)\n").messages
+    finally:
+        kernel.close()
+    first_log = next(m.at for m in messages if m.type == "stream" and "first log" in m.content["text"])
+    panel = panel_displays(messages)
+    assert "waiting for the first step" in panel[0].content["data"]["text/html"]
+    assert panel[0].at < 1.0 and panel[0].at < first_log, (panel[0].at, first_log)
+    picture = next(m for m in panel if "image/svg+xml" in m.content["data"])
+    assert picture.at - first_log < 0.5, (picture.at, first_log)
+    assert panel[-1].content["data"]["text/plain"].startswith("Training curves (finished)")
+    print(f"\nfresh kernel: placeholder {panel[0].at:.2f} s, first jt.log {first_log:.2f} s, "
+          f"first picture {picture.at - first_log:.2f} s after it")
+
+
+def test_a_cell_interrupted_before_its_run_starts_takes_its_placeholder_away(project):
+    kernel = Kernel(project / "notebooks", {"JUPYTER_TRACKING_LIVE": "widget"})
+    try:
+        kernel.run_ok("%load_ext jupyter_tracking\nimport jupyter_tracking as jt, time")
+        msg_id = kernel.send("%%track cut-short\njt.log(step=0, loss=1.0)\n")
+        deadline = time.monotonic() + 10
+        while not panel_displays(kernel._iopub.get(msg_id, [])):  # the placeholder is up: MLflow still imports
+            assert time.monotonic() < deadline, "no placeholder"
+            kernel.collect(0.05)
+        kernel.interrupt()
+        execution = kernel.wait(msg_id)
+    finally:
+        kernel.close()
+    assert execution.error == "KeyboardInterrupt"
+    panel = panel_displays(execution.messages)
+    assert "waiting for the first step" in panel[0].content["data"]["text/html"]
+    assert panel[-1].content["data"] == {"text/plain": ""}, "no placeholder left waiting for a run that never came"
+
+
+def test_a_short_cell_gets_pictures_and_no_widget(widget_kernel):
+    messages = quiet_after_the_cell(widget_kernel, """%%track short
+for epoch in range(12):
+    jt.log(step=epoch, train_loss=1.0 / (epoch + 1))
+    time.sleep(0.1)
+""")
+    assert not [m for m in messages if m.type.startswith("comm_")], "no widget for a cell this short"
+    panel = panel_displays(messages)
+    assert "waiting for the first step" in panel[0].content["data"]["text/html"]
+    assert any("image/svg+xml" in m.content["data"] and "step" in m.content["data"]["text/plain"]
+               for m in panel[1:-1]), "live pictures while it ran"
+    assert panel[-1].content["data"]["text/plain"].startswith("Training curves (finished)")
+    assert max_per_second([m.at for m in panel]) <= 4
 
 
 def test_a_million_points_stay_within_the_rate_limit_and_a_bounded_payload(widget_kernel):
     messages = widget_kernel.run("""%%track million
 for i in range(1_000_000):
+    if i % 100_000 == 0:
+        time.sleep(0.4)  # long enough (4 s) for the widget to take over
     jt.log(step=i, train_loss=1.0 / (i + 1) + (5.0 if i == 654_321 else 0.0))
 print("loop done", flush=True)
 """, timeout=600)
     comm_id = figure_comm(messages)
     display_id = next(m.content["transient"]["display_id"] for m in messages
-                      if m.type == "display_data" and WIDGET_MIME in m.content["data"])
+                      if m.type == "update_display_data" and WIDGET_MIME in m.content["data"])
     times = panel_message_times(messages, comm_id, display_id)
     assert max_per_second(times) <= 10
     sent = [m for m in comm_messages(messages, comm_id) if m.type == "comm_msg"]
@@ -163,7 +249,7 @@ print("loop done", flush=True)
     for message in updates(messages, comm_id):
         for buffer in y_buffers(message):
             assert len(buffer) // 4 <= 2 * 400 + 3
-    svg = next(m.content["data"]["image/svg+xml"] for m in messages if m.type == "update_display_data")
+    svg = panel_displays(messages)[-1].content["data"]["image/svg+xml"]
     points = ET.fromstring(svg).find(f".//{SVG}polyline").get("points").split()
     assert len(points) <= 2 * 400 + 3
     assert store_count(widget_kernel.project, "train_loss") >= 1_000_000, "the store keeps every point"
@@ -189,7 +275,9 @@ for epoch in range(5):
 def test_cells_without_step_metrics_get_no_panel(widget_kernel):
     messages = widget_kernel.run("%%track plain\nx = 1\naccuracy = 0.5\ntime.sleep(0.4)\n")
     assert not [m for m in messages if m.type == "comm_open"]
-    assert not [m for m in messages if m.type == "display_data" and "image/svg+xml" in m.content["data"]]
+    assert not [m for m in messages if "image/svg+xml" in m.content.get("data", {})]
+    panel = panel_displays(messages)
+    assert panel[-1].content["data"] == {"text/plain": ""}, "the placeholder is taken away"
 
 
 def test_system_metrics_are_logged_and_drawn(widget_kernel):
@@ -206,8 +294,7 @@ for epoch in range(14):
     assert {"system/cpu_percent", "system/memory_percent", "system/memory_used_mb"} <= names, names
     assert store_count(widget_kernel.project, "system/cpu_percent") >= 2
     assert store_count(widget_kernel.project, "system/process_memory_mb") >= 2
-    final = next(m for m in messages if m.type == "update_display_data")
-    svg = final.content["data"]["image/svg+xml"]
+    svg = panel_displays(messages)[-1].content["data"]["image/svg+xml"]
     assert "system utilisation (%)" in svg and "system memory (MB)" in svg and "elapsed s" in svg
 
 
@@ -217,11 +304,9 @@ def test_a_failing_cell_leaves_the_curves_up_to_the_failure(widget_kernel):
         "    time.sleep(0.2)\nraise ValueError('diverged')\n")
     assert execution.error == "ValueError"
     messages = execution.messages
-    final = [m for m in messages if m.type == "update_display_data"]
-    assert len(final) == 1
-    text = final[0].content["data"]["text/plain"]
+    final = panel_displays(messages)[-1]
+    text = final.content["data"]["text/plain"]
     assert text.startswith("Training curves (failed)") and "(6 points)" in text
-    assert any(m.type == "comm_close" for m in messages)
 
 
 # ---------------------------------------------------------------------- front ends without widgets
@@ -238,9 +323,10 @@ print("loop done", flush=True)
         session.close()
     loop_done = next(m.at for m in messages if m.type == "stream" and "loop done" in m.content["text"])
     assert not [m for m in messages if m.type == "comm_open"], "no widgets at all"
-    first = next(m for m in messages if m.type == "display_data" and "image/svg+xml" in m.content["data"])
+    first = next(m for m in messages if "image/svg+xml" in m.content.get("data", {}))
     display_id = first.content["transient"]["display_id"]
-    live = [m for m in messages if m.type == "update_display_data" and m.at < loop_done
+    assert "waiting for the first step" in panel_displays(messages)[0].content["data"]["text/html"]
+    live = [m for m in messages if m.type == "update_display_data" and first.at < m.at < loop_done
             and m.content["transient"]["display_id"] == display_id]
     assert first.at < loop_done - 1.5 and len(live) >= 2
     assert len({m.content["data"]["image/svg+xml"] for m in live}) == len(live), "each picture is newer"

@@ -324,3 +324,72 @@ def test_system_sampler_reads_cpu_and_memory_with_psutil():
     assert sample["system/memory_used_mb"] > 1 and sample["system/process_memory_mb"] > 10
     assert sample["system/gpu1_utilization_percent"] == 90.0
     assert all(key.startswith("system/") and math.isfinite(v) for key, v in sample.items())
+
+
+# ---------------------------------------------------------------------- placeholder and kernel status
+def test_placeholder_names_the_run_escaped_in_the_theme():
+    bundle = live.placeholder_bundle('<img src=x onerror="alert(1)">')
+    assert "<img src=x" not in bundle["text/html"] and "&lt;img src=x" in bundle["text/html"]
+    assert "waiting for the first step" in bundle["text/html"]
+    for variable in ("--jp-border-color1", "--jp-ui-font-color1", "--jp-ui-font-color2", "--jp-ui-font-family"):
+        assert re.search(rf"var\({variable},[^)]+\)", bundle["text/html"]), variable  # with a light fallback
+    assert bundle["text/plain"].endswith("· waiting for the first step")
+    assert live.placeholder_bundle(None)["text/plain"] == "new run · waiting for the first step"
+
+
+def test_the_placeholder_path_imports_no_plotly_ipywidgets_or_mlflow():
+    import subprocess
+
+    code = (
+        "import sys, os\n"
+        "os.environ['JUPYTER_TRACKING_LIVE'] = 'widget'\n"
+        "from jupyter_tracking.panels import live\n"
+        "live.warm_up = lambda: None  # the background import is not the cell's path\n"
+        "class Options: live = True; name = 'x'\n"
+        "panel = live.announce(Options())\n"
+        "assert panel is not None and panel.mode == 'widget'\n"
+        "print(sorted(m for m in ('plotly', 'ipywidgets', 'anywidget', 'mlflow') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", result.stdout
+
+
+class FakeKernel:
+    def __init__(self, parent):
+        self.parent = parent
+        self.sent = []
+
+    def get_parent(self, channel=None):
+        return self.parent if channel == "shell" else {"header": {"msg_id": "control-request"}}
+
+    def _publish_status(self, status, channel, parent=None):
+        self.sent.append((status, (parent or self.get_parent(channel))["header"]["msg_id"]))
+
+
+def test_a_subshell_request_does_not_make_the_kernel_read_idle_while_a_tracked_cell_runs(monkeypatch):
+    import IPython
+
+    from jupyter_tracking import internals
+
+    cell = {"header": {"msg_id": "cell"}}
+    kernel = FakeKernel(cell)
+    hooks = []
+    shell = types.SimpleNamespace(kernel=kernel, events=types.SimpleNamespace(
+        register=lambda event, callback: hooks.append((event, callback))))
+    monkeypatch.setattr(IPython, "get_ipython", lambda: shell)
+    internals.hold_busy_status(1)
+    try:
+        kernel._publish_status("busy", "control")
+        kernel._publish_status("idle", "control")  # create_subshell_request answered
+        assert kernel.sent == [("busy", "control-request"), ("idle", "control-request"), ("busy", "cell")]
+        kernel.sent.clear()
+        kernel._publish_status("idle", "shell", cell)  # the cell's own end: left alone
+        assert kernel.sent == [("idle", "cell")]
+        assert [event for event, _ in hooks] == ["post_execute"]
+        hooks[0][1]()  # the cell's end releases the hold whatever happened
+        kernel.sent.clear()
+        kernel._publish_status("idle", "control")
+        assert kernel.sent == [("idle", "control-request")], "nothing re-published once the cell has ended"
+    finally:
+        internals.release_busy_status()

@@ -5,23 +5,31 @@ at ``on_run_start`` it starts one polling thread (<= 10 Hz) that reads new point
 ``recorder.series`` (never touching ``jt.log``'s path), reduces them with ``SeriesDecimator`` and hands
 a ``PanelState`` to one *view*, chosen once per run by ``live_mode()``:
 
-- ``widget``   JupyterLab, Notebook 7, VS Code, Colab with its custom widget manager: one plotly
-               ``FigureWidget`` updated with at most 10 comm messages a second;
+- ``widget``   JupyterLab, Notebook 7, VS Code, Colab with its custom widget manager: the picture below,
+               redrawn in place twice a second, until the run has lasted ``WIDGET_AFTER`` seconds and plotly
+               (imported in a background thread) is ready; then one plotly ``FigureWidget`` takes the picture's
+               place, updated with at most 10 comm messages a second. Short cells never create a widget (its
+               ~5 MB of JavaScript costs the browser seconds);
 - ``image``    front ends without widgets (or ``JUPYTER_TRACKING_LIVE=image``): an SVG image updated in
                place through a display handle about once a second;
 - ``text``     kernels nobody watches live (nbconvert, nbval, papermill): a progress line on stderr now
                and then;
 - ``terminal`` terminal IPython: a progress line rewritten in place on stderr.
 
+Where a front end draws outputs (widget and image views), ``announce()`` shows a light placeholder (the run's
+name, "waiting for the first step") the moment the cell starts, before MLflow or plotly are needed; the
+first curve replaces it in place (one display id) within a poll interval of the first ``jt.log``.
 At ``on_run_end`` every view leaves the same thing behind: a static bundle (``image/svg+xml`` of the
 final curves, the same SVG as an ``<img>`` in ``text/html`` for untrusted notebooks, and a ``text/plain``
-summary), which the saved notebook keeps for nbconvert and GitHub.
-plotly and ipywidgets are imported only when a widget panel is first shown.
+summary), which the saved notebook keeps for nbconvert and GitHub. It is drawn by the cell's own thread before
+the cell returns: the panel sends nothing after the kernel reports idle, and the cell never waits for a widget.
+plotly and ipywidgets are imported in a background thread, never on the cell's path.
 """
 
 from __future__ import annotations
 
 import contextvars
+import html
 import math
 import os
 import sys
@@ -41,6 +49,11 @@ POLL_INTERVAL = 0.1  # seconds between looks at series.version (<= 10 Hz)
 MAX_MESSAGES_PER_SECOND = 10  # front-end messages of a widget panel in any one-second window
 FINAL_MESSAGES = 2  # the closing picture and the widget's comm_close, sent whatever the rate
 IMAGE_INTERVAL = 1.0  # seconds between image updates (fallback front ends)
+PICTURE_INTERVAL = 0.5  # seconds between pictures of a widget panel before its widget takes over
+WIDGET_AFTER = 2.0  # a run lasting this long gets its widget's model sent (if plotly is imported by then)
+WIDGET_SHOW_AFTER = 3.0  # ... and shown in place of the picture from then (the browser has loaded its code)
+WIDGET_SETTLE = 0.8  # at least this long between sending the model and showing it
+IMPORT_AFTER = 1.0  # plotly's background import waits until every tracked run has lasted this long
 TERMINAL_INTERVAL = 1.0
 TEXT_FIRST_LINE_AFTER = 10.0  # headless kernels: first progress line after this many seconds
 TEXT_INTERVAL = 30.0
@@ -81,8 +94,8 @@ def attach_live_panel(recorder: Any, options: LiveOptions | None = None, **kwarg
     return panel
 
 
-def observer_factory(recorder: Any, options: Any) -> LivePanel | None:
-    """For ``cell.register_observer_factory``: ``options`` is the cell's ``TrackOptions``.
+def observer_factory(recorder: Any, options: Any, panel: LivePanel | None = None) -> LivePanel | None:
+    """For the cell runner: ``options`` is the cell's ``TrackOptions``; ``panel`` the one ``announce()`` made.
 
     Adds the ``--system`` sampler to ``recorder`` itself and returns the panel (None with ``--no-live``);
     the cell runner adds the returned panel as an observer.
@@ -91,27 +104,73 @@ def observer_factory(recorder: Any, options: Any) -> LivePanel | None:
         from ..system_metrics import SystemSampler
 
         recorder.add_observer(SystemSampler())
+    if panel is not None:
+        return panel
     if not getattr(options, "live", True):
         return None
     mode = live_mode()
     if mode == "off":
         return None
     if mode == "widget":
-        _warm_up()
+        warm_up()
     return LivePanel(mode=mode)
 
 
-def _warm_up() -> None:
-    """Import plotly's widget in the background now, while the run is being created (~1-2 s saved)."""
-    if _FIGURE_CLASS is None:
-        threading.Thread(target=_quiet_figure_class, name="jt-live-import", daemon=True).start()
+def announce(options: Any) -> LivePanel | None:
+    """At the very start of a tracked cell: the panel for it, with its placeholder shown where a front end draws
+    outputs (widget and image views). Imports nothing heavy: no MLflow, plotly or ipywidgets."""
+    if not getattr(options, "live", True):
+        return None
+    mode = live_mode()
+    if mode == "off":
+        return None
+    panel = LivePanel(mode=mode)
+    if mode == "widget":
+        warm_up()
+        from ..internals import hold_busy_status
+
+        hold_busy_status(id(panel))  # a widget's subshell must not make the front end read "idle" (internals.py)
+    if mode in ("widget", "image") and _shell() is not None:
+        panel.show_placeholder(getattr(options, "name", None))
+    return panel
 
 
-def _quiet_figure_class() -> None:
+def warm_up() -> None:
+    """Import plotly's widget in a background thread (once), so a widget can take over when it is ready.
+
+    The thread lets MLflow's import (which the cell waits for) finish first, and stays out of the way of a
+    tracked run's first ``IMPORT_AFTER`` seconds: a short cell is not slowed down by an import it will not use.
+    """
+    global _import_thread
+    with _FIGURE_LOCK:
+        if _FIGURE_CLASS is not None or (_import_thread is not None and _import_thread.is_alive()):
+            return
+        _import_thread = threading.Thread(target=_import_when_quiet, name="jt-live-import", daemon=True)
+        _import_thread.start()
+
+
+_import_thread: threading.Thread | None = None
+_runs_since: dict[int, float] = {}  # id(panel) -> monotonic start of each run being drawn now
+
+
+def _import_when_quiet() -> None:
+    from .. import preload
+
+    preload.wait_for_import()
+    while True:
+        now = time.monotonic()
+        young = [since for since in list(_runs_since.values()) if now - since < IMPORT_AFTER]
+        if not young:
+            break
+        time.sleep(IMPORT_AFTER - (now - max(young)) + 0.01)
     try:
         _figure_class()
     except Exception:  # noqa: BLE001 - the panel reports it when it needs the class
         pass
+
+
+def figure_class_ready() -> bool:
+    return _FIGURE_CLASS is not None
 
 
 # ---------------------------------------------------------------------- where are we
@@ -246,7 +305,7 @@ class LivePanel:
         self.mode = mode
         self.capacity = capacity
         self.recorder: Any = None
-        self.view: Any = None
+        self.view: Any = _VIEWS[mode]()
         self.redraws = 0  # views drawn (show + updates), for tests and benchmarks
         self._decimators: dict[str, SeriesDecimator] = {}
         self._seen: dict[str, int] = {}
@@ -254,52 +313,123 @@ class LivePanel:
         self._version = -1
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()  # one draw at a time (thread vs. on_run_end)
+        self._lock = threading.Lock()  # one draw at a time (thread vs. on_run_end); never held while plotly works
         self._dirty = False
         self._shown = False
         self._last_draw = 0.0
+        self._started = False
+        self._run_started = 0.0
+        self._code_done = False
+        self._finished = False
+        self._placeholder_name: str | None = None
+
+    # ------------------------------------------------------------------ placeholder
+    def show_placeholder(self, name: str | None) -> None:
+        """The light placeholder, shown where the curves will be (from the cell's own thread)."""
+        self._placeholder_name = name
+        _display(placeholder_bundle(name), self.view.display_id)
+        self.view.placeholder = True
+        self.view.messages += 1
+
+    def _withdraw_placeholder(self) -> None:
+        """No curves after all: the placeholder becomes an empty output."""
+        if self.view.placeholder:
+            _display({"text/plain": ""}, self.view.display_id, update=True)
+            self.view.placeholder = False
 
     # ------------------------------------------------------------------ observer protocol
     def on_run_start(self, recorder: Any) -> None:
         self.recorder = recorder
-        self.view = _VIEWS[self.mode]()
+        self._started = True
+        if self.view.placeholder and recorder.run_name and recorder.run_name != self._placeholder_name:
+            self._placeholder_name = recorder.run_name  # MLflow named the run: say which run is waiting
+            _display(placeholder_bundle(recorder.run_name), self.view.display_id, update=True)
+        if self.mode == "widget":
+            _runs_since[id(self)] = time.monotonic()
+            warm_up()
         # The thread runs in a copy of the cell's context: its outputs carry the cell's parent header.
         context = contextvars.copy_context()
         self._thread = threading.Thread(target=context.run, args=(self._loop,), name="jt-live-panel", daemon=True)
         self._thread.start()
 
     def on_run_end(self, recorder: Any, status: str) -> None:
-        if self.view is None:  # the run never started
-            return
+        """The final picture, drawn now by the cell's thread; the panel thread stops without being waited for
+        (a widget it is still building is closed by the thread itself)."""
+        _runs_since.pop(id(self), None)
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
         with self._lock:
+            if self._finished:  # abandoned already
+                return
+            self._finished = True
+            if not self._started:  # the run never started
+                self._withdraw_placeholder()
+                return
             self._ingest()
-            if not self._curve_keys():
+            if not self._curve_keys(final=True):
+                self._withdraw_placeholder()
                 self.view.close()
                 return
             state = self.state(status)
             self.view.finish(state, static_bundle(state))
 
+    def abandon(self) -> None:
+        """The cell stopped before its code ran (an interrupt, an error of ours while opening the run; the run is
+        closed without ``on_run_end``): the thread stops, a placeholder with nothing to show goes."""
+        _runs_since.pop(id(self), None)
+        self._stop.set()
+        with self._lock:
+            if not self._finished:
+                self._finished = True
+                if not self._shown:
+                    self._withdraw_placeholder()
+                self.view.close()
+        from ..internals import release_busy_status
+
+        release_busy_status(id(self))
+
     # ------------------------------------------------------------------ polling thread
     def _loop(self) -> None:
-        try:
-            self.view.prepare()  # e.g. import plotly now, not when the first point arrives
-        except Exception as error:  # noqa: BLE001 - no plotly/anywidget: pictures instead of a widget
-            _warn(f"live curves shown as pictures ({type(error).__name__}: {error}); "
-                  'pip install "plotly>=6" anywidget for the interactive panel')
-            with self._lock:
-                self.view = ImageView()
         while not self._stop.wait(POLL_INTERVAL):
             try:
                 with self._lock:
-                    if self._stop.is_set():
+                    if self._finished:
                         return
                     self._tick()
+                    build = self._shown and self._running() and self.view.wants_figure(self._elapsed())
+                    state = self.state() if build else None
+                if state is not None:
+                    self._build_figure(state)
             except Exception as error:  # noqa: BLE001 - a panel must never break the cell
                 _warn(f"live panel stopped: {type(error).__name__}: {error}")
                 return
+
+    def code_finished(self) -> None:
+        """The cell's code has returned (the run is being recorded and closed, which can take seconds with many
+        points): a widget would come too late to matter now."""
+        self._code_done = True
+
+    def _running(self) -> bool:
+        return not self._code_done and getattr(self.recorder, "status", "RUNNING") == "RUNNING"
+
+    def _elapsed(self) -> float:
+        """Seconds since the first curve was drawn: the widget's turn counts from the training's start, not
+        from the cell's (creating the run may take a while)."""
+        return time.monotonic() - self._run_started if self._shown else 0.0
+
+    def _build_figure(self, state: PanelState) -> None:
+        """Make the widget (slow: plotly checks every property) outside the lock, then hand it to the view."""
+        try:
+            figure, layout = self.view.build(state)
+        except Exception as error:  # noqa: BLE001 - no plotly/anywidget: the pictures go on
+            self.view.widget_failed = True
+            _warn(f"live curves shown as pictures ({type(error).__name__}: {error}); "
+                  'pip install "plotly>=6" anywidget for the interactive panel')
+            return
+        with self._lock:
+            if self._finished:  # the cell ended meanwhile: its picture is up; free the model in the browser
+                figure.close()
+                return
+            self.view.adopt(figure, layout)
 
     def _tick(self) -> None:
         if self._ingest():
@@ -310,11 +440,18 @@ class LivePanel:
         if not self._shown:
             self.view.show(self.state())
             self._shown = True
+            self._run_started = now
             self._dirty = False
             self._last_draw = now
             self.redraws += 1
             return
-        running = getattr(self.recorder, "status", "RUNNING") == "RUNNING"  # not while the run is being closed
+        running = self._running()
+        if running and self.view.switch_due(self._elapsed()):
+            self.view.switch(self.state())
+            self.redraws += 1
+            self._dirty = False
+            self._last_draw = now
+            return
         if (self._dirty or (running and now - self._last_draw >= CLOCK_REFRESH)) and self.view.ready(now):
             if self.view.update(self.state()):
                 self.redraws += 1
@@ -373,13 +510,16 @@ class LivePanel:
         elapsed = (time.time() if status == "RUNNING" else max(last_time, time.time())) - start
         progress = progress_line(getattr(recorder, "run_name", None), last_step, first_step,
                                  getattr(recorder, "total_steps", None), elapsed, status)
-        return PanelState(group_metrics(self._curve_keys()), curves, progress, status, points,
+        keys = self._curve_keys(final=status != "RUNNING")
+        return PanelState(group_metrics(keys), {key: curves[key] for key in keys}, progress, status, points,
                           dict(self._colors))
 
-    def _curve_keys(self) -> list[str]:
-        """Keys with at least two points: a single point (`mlflow.log_metric("x", 1.5)`) is a value on the
-        card, never a curve."""
-        return [key for key, decimator in self._decimators.items() if decimator.count >= 2]
+    def _curve_keys(self, final: bool = False) -> list[str]:
+        """Keys drawn: while the run goes on, any key with a point (the first point is drawn as a dot, at once);
+        in the final picture only keys with at least two points: a single point (`mlflow.log_metric("x", 1.5)`)
+        is a value on the card, never a curve."""
+        least = 2 if final else 1
+        return [key for key, decimator in self._decimators.items() if decimator.count >= least]
 
 
 def _warn(message: str) -> None:
@@ -388,17 +528,26 @@ def _warn(message: str) -> None:
 
 # ---------------------------------------------------------------------- views
 class _View:
-    """Base view: ``show`` once, ``update`` when ``ready``, ``finish`` with the static bundle."""
+    """Base view: ``show`` once, ``update`` when ``ready``, ``finish`` with the static bundle.
+
+    ``placeholder`` is True while the panel's placeholder holds the view's display (``show`` then replaces it).
+    Only the widget view ever builds a figure (``wants_figure``/``build``/``adopt``/``switch``).
+    """
 
     def __init__(self) -> None:
         self.display_id = f"jt-live-{uuid.uuid4().hex}"
         self.messages = 0
+        self.placeholder = False
+        self.widget_failed = False
 
     def ready(self, now: float) -> bool:
         return True
 
-    def prepare(self) -> None:
-        pass
+    def wants_figure(self, elapsed: float) -> bool:
+        return False
+
+    def switch_due(self, elapsed: float) -> bool:
+        return False
 
     def show(self, state: PanelState) -> None:
         raise NotImplementedError
@@ -409,6 +558,9 @@ class _View:
     def finish(self, state: PanelState, bundle: dict[str, str]) -> None:
         if _shell() is None:  # plain Python (jt.track in a script): the text picture
             print(bundle["text/plain"])
+            return
+        if self.placeholder:
+            _display(bundle, self.display_id, update=True)
             return
         from IPython.display import display
 
@@ -426,23 +578,128 @@ def _display(bundle: dict, display_id: str, update: bool = False) -> None:
     display(bundle, raw=True, display_id=display_id, update=update)
 
 
-class WidgetView(_View):
-    """One plotly FigureWidget per panel, updated with one comm message per redraw, <= 10 a second."""
+def placeholder_bundle(name: str | None) -> dict[str, str]:
+    """What stands where the curves will be until the first step arrives: the run's name and a line saying so,
+    in the front end's theme (``--jp-*`` variables, light fallbacks for pages without them)."""
+    label = html.escape(name) if name else "new run"
+    text = f"{name or 'new run'} · waiting for the first step"
+    return {
+        "text/html": (
+            '<div class="jt-live-placeholder" style="box-sizing:border-box;max-width:100%;padding:10px 14px;'
+            "border:1px dashed var(--jp-border-color1,#bdbdbd);border-radius:4px;"
+            "background:var(--jp-layout-color1,transparent);color:var(--jp-ui-font-color2,#616161);"
+            "font-family:var(--jp-ui-font-family,system-ui,sans-serif);font-size:var(--jp-ui-font-size1,13px);"
+            'line-height:1.5"><span style="color:var(--jp-ui-font-color1,#212121);font-weight:600">'
+            f'{label}</span> · waiting for the first step…</div>'
+        ),
+        "text/plain": text,
+    }
+
+
+class PictureView(_View):
+    """Pictures of the curves (SVG, an ``<img>`` and text) redrawn in place through the display id."""
+
+    interval = IMAGE_INTERVAL
 
     def __init__(self) -> None:
         super().__init__()
-        self.figure: Any = None
+        self._last = 0.0
+
+    def ready(self, now: float) -> bool:
+        return now - self._last >= self.interval
+
+    def _picture(self, state: PanelState, update: bool) -> None:
+        _display(picture_bundle(state.subplots(), state.progress), self.display_id, update=update)
+        self._last = time.monotonic()
+        self.messages += 1
+
+    def show(self, state: PanelState) -> None:
+        self._picture(state, update=self.placeholder)
+        self.placeholder = True  # the display exists from now on: everything else updates it
+
+    def update(self, state: PanelState) -> bool:
+        self._picture(state, update=True)
+        return True
+
+    def finish(self, state: PanelState, bundle: dict[str, str]) -> None:
+        if _shell() is None or not self.placeholder:
+            return super().finish(state, bundle)
+        _display(bundle, self.display_id, update=True)
+
+
+class ImageView(PictureView):
+    """Front ends without widgets: an SVG image updated through a display handle about once a second."""
+
+
+class WidgetView(PictureView):
+    """Pictures twice a second while the run is young, then one plotly FigureWidget in their place, updated with
+    one comm message per redraw, <= 10 a second. The widget's model is sent at ``WIDGET_AFTER`` seconds (when
+    plotly is imported by then) and shown from ``WIDGET_SHOW_AFTER``, so the browser has its code by then."""
+
+    interval = PICTURE_INTERVAL
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.figure: Any = None  # the widget on screen
         self.layout: Any = None
+        self._model: Any = None  # the widget built and sent, not shown yet
+        self._model_sent = 0.0
         self._sent: deque[float] = deque()
 
-    def prepare(self) -> None:
-        _figure_class()
+    # ------------------------------------------------------------------ the widget's turn
+    def wants_figure(self, elapsed: float) -> bool:
+        if self.widget_failed or self.figure is not None or self._model is not None or elapsed < WIDGET_AFTER:
+            return False
+        if figure_class_ready():
+            return True
+        # the background import ended without the class: build() says why (once)
+        return _import_thread is not None and not _import_thread.is_alive()
 
+    def build(self, state: PanelState) -> tuple[Any, Any]:
+        from ._figure import FigureLayout
+
+        layout = FigureLayout()
+        layout.structure(state.groups)
+        traces = [t for key in layout.keys for t in (layout.trace(key, False), layout.trace(key, True))]
+        _fill(traces, layout.keys, state)
+        figure = _figure_class()(data=traces, layout=layout.layout(state.progress))
+        figure.add_class("jt-plotly")  # themed text where the page has the panels' CSS
+        return figure, layout
+
+    def adopt(self, figure: Any, layout: Any) -> None:
+        self._model, self.layout = figure, layout
+        self._model_sent = time.monotonic()
+        self._count(4)  # comm_open with the whole figure, then plotly's 3 initial state messages
+
+    def switch_due(self, elapsed: float) -> bool:
+        return (self._model is not None and elapsed >= WIDGET_SHOW_AFTER
+                and time.monotonic() - self._model_sent >= WIDGET_SETTLE)
+
+    def switch(self, state: PanelState) -> None:
+        """The widget, brought up to date, replaces the picture in the same display."""
+        self.figure, self._model = self._model, None
+        self._widget_update(state)
+        bundle = {
+            "application/vnd.jupyter.widget-view+json": {
+                "version_major": 2, "version_minor": 0, "model_id": self.figure.model_id,
+            },
+            "text/plain": f"Live training curves ({', '.join(self.layout.keys)}): needs a front end with Jupyter widgets.",
+        }
+        _display(bundle, self.display_id, update=self.placeholder)
+        self.placeholder = True
+        self._count(1)
+
+    # ------------------------------------------------------------------ redraws
     def ready(self, now: float) -> bool:
         while self._sent and now - self._sent[0] >= 1.0:
             self._sent.popleft()
         # room for a structural redraw (2 messages) plus the closing messages, in any one-second window
-        return len(self._sent) + 2 + FINAL_MESSAGES <= MAX_MESSAGES_PER_SECOND
+        room = len(self._sent) + 2 + FINAL_MESSAGES <= MAX_MESSAGES_PER_SECOND
+        return room and (self.figure is not None or super().ready(now))
+
+    def _picture(self, state: PanelState, update: bool) -> None:
+        super()._picture(state, update)
+        self._sent.append(time.monotonic())  # pictures share the front end's message budget with the widget
 
     def _count(self, messages: int) -> None:
         now = time.monotonic()
@@ -450,26 +707,13 @@ class WidgetView(_View):
             self._sent.append(now)
         self.messages += messages
 
-    def show(self, state: PanelState) -> None:
-        from ._figure import FigureLayout
-
-        self.layout = FigureLayout()
-        self.layout.structure(state.groups)
-        traces = [t for key in self.layout.keys for t in (self.layout.trace(key, False), self.layout.trace(key, True))]
-        _fill(traces, self.layout.keys, state)
-        self.figure = _figure_class()(data=traces, layout=self.layout.layout(state.progress))
-        self.figure.add_class("jt-plotly")  # themed text where the page has the panels' CSS
-        self._count(4)  # comm_open with the whole figure, then plotly's 3 initial state messages
-        bundle = {
-            "application/vnd.jupyter.widget-view+json": {
-                "version_major": 2, "version_minor": 0, "model_id": self.figure.model_id,
-            },
-            "text/plain": f"Live training curves ({', '.join(self.layout.keys)}): needs a front end with Jupyter widgets.",
-        }
-        _display(bundle, self.display_id)
-        self._count(1)
-
     def update(self, state: PanelState) -> bool:
+        if self.figure is None:
+            return super().update(state)
+        self._widget_update(state)
+        return True
+
+    def _widget_update(self, state: PanelState) -> None:
         from ._figure import axis_suffix
 
         figure, layout = self.figure, self.layout
@@ -498,48 +742,16 @@ class WidgetView(_View):
                     if changed or new_keys:
                         trace.xaxis, trace.yaxis, trace.legend = "x" + suffix, "y" + suffix, "legend" + suffix
         self._count(1)
-        return True
 
     def finish(self, state: PanelState, bundle: dict[str, str]) -> None:
-        if self.figure is None:
-            return super().finish(state, bundle)
-        _display(bundle, self.display_id, update=True)
+        super().finish(state, bundle)
         self.close()
 
     def close(self) -> None:
-        if self.figure is not None:
-            self.figure.close()  # frees the model (and its plotly bundle) in the browser
-            self.figure = None
-
-
-class ImageView(_View):
-    """Front ends without widgets: an SVG image updated through a display handle about once a second."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._last = 0.0
-
-    def ready(self, now: float) -> bool:
-        return now - self._last >= IMAGE_INTERVAL
-
-    def _bundle(self, state: PanelState) -> dict[str, str]:
-        return picture_bundle(state.subplots(), state.progress)
-
-    def show(self, state: PanelState) -> None:
-        _display(self._bundle(state), self.display_id)
-        self._last = time.monotonic()
-        self.messages += 1
-
-    def update(self, state: PanelState) -> bool:
-        _display(self._bundle(state), self.display_id, update=True)
-        self._last = time.monotonic()
-        self.messages += 1
-        return True
-
-    def finish(self, state: PanelState, bundle: dict[str, str]) -> None:
-        if _shell() is None:
-            return super().finish(state, bundle)
-        _display(bundle, self.display_id, update=True)
+        for figure in (self.figure, self._model):
+            if figure is not None:
+                figure.close()  # frees the model (and its plotly bundle) in the browser
+        self.figure = self._model = None
 
 
 class TextView(_View):
