@@ -24,7 +24,12 @@ PRUNED_TAG = "jupyter_tracking.pruned"
 WORKER_TAG = "jupyter_tracking.worker"
 TRIAL_SECONDS_TAG = "jupyter_tracking.trial_seconds"
 ENGINE_TAG = "jupyter_tracking.sweep_engine"  # on the parent: where the trials ran (EngineChoice.to_tag)
-POLL = 0.01  # seconds between looks at the trials in flight
+
+def first_done(futures: list[Any], timeout: float) -> list[Any]:
+    """The futures done within ``timeout`` seconds (waiting for the first; none if none is): concurrent.futures
+    futures (the kernel's, loky's), blocking rather than looking again and again."""
+    done, _ = concurrent.futures.wait(futures, timeout=timeout, return_when=concurrent.futures.FIRST_COMPLETED)
+    return list(done)
 
 
 class SweepSetupError(ValueError):
@@ -100,6 +105,9 @@ class InlineEngine:
         future.set_result(run_trial(spec, dict(self.namespace)))
         return future
 
+    def wait(self, futures: list[Any], timeout: float) -> list[Any]:
+        return first_done(futures, timeout)
+
     def result(self, future: Any) -> TrialRecord:
         return future.result()
 
@@ -132,6 +140,9 @@ class LokyEngine:
 
     def submit(self, spec: TrialSpec) -> Any:
         return self.executor.submit(run_trial, spec)
+
+    def wait(self, futures: list[Any], timeout: float) -> list[Any]:
+        return first_done(futures, timeout)
 
     def result(self, future: Any) -> TrialRecord:
         return future.result()
@@ -202,6 +213,16 @@ class DaskEngine:
 
     def submit(self, spec: TrialSpec) -> Any:
         return self.client.submit(run_trial, spec, self.names, pure=False, key=f"{self._keys}-{spec.index}")
+
+    def wait(self, futures: list[Any], timeout: float) -> list[Any]:
+        """Dask's futures: ``distributed.wait`` for the first one done, within ``timeout`` seconds."""
+        from distributed import wait
+
+        try:
+            wait(futures, timeout=timeout, return_when="FIRST_COMPLETED")
+        except TimeoutError:  # distributed.TimeoutError is the builtin one
+            pass
+        return [future for future in futures if future.done()]
 
     def result(self, future: Any) -> TrialRecord:
         return future.result()

@@ -620,7 +620,7 @@ def run_trials(shell: Any, source: str, options: Any, state: SweepState, trials:
     """The trials of a grid or a search on an engine (``parallel.make_engine``): as many in flight as there are
     workers; each record that comes back is written as a child run, in the order they finish."""
     from .cell import context_tags
-    from .parallel import ENGINE_TAG, POLL, TrialWriter, lost_record, make_engine
+    from .parallel import ENGINE_TAG, TrialWriter, lost_record, make_engine
     from .session import current_session
     from .trials import PROGRESS_EVERY, TrialSpec
 
@@ -705,13 +705,15 @@ def run_trials(shell: Any, source: str, options: Any, state: SweepState, trials:
         fill()
         table.update(force=True)
         while in_flight:
-            done = [future for future in in_flight if future.done()]
+            # Blocks until a trial is done or it is time to look at the running ones' progress (the kernel takes
+            # no CPU from the workers meanwhile).
+            done = engine.wait(list(in_flight), max(0.0, PROGRESS_EVERY - (time.monotonic() - looked)))
             if not done:
-                if time.monotonic() - looked >= PROGRESS_EVERY:
-                    looked = time.monotonic()
-                    streamed(engine.progress([row.index for row in in_flight.values()]))
-                time.sleep(POLL)
+                looked = time.monotonic()
+                streamed(engine.progress([row.index for row in in_flight.values()]))
                 continue
+            finished = set(done)
+            done = [future for future in in_flight if future in finished]  # in the order they were sent
             records = []
             for future in done:
                 row = in_flight.pop(future)
