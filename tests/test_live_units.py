@@ -139,7 +139,7 @@ def subplots_with(name: str = "train_loss") -> list[Subplot]:
     return [
         Subplot("loss", "step", [Curve(name, "#1f77b4", x, y, float(y[-1]), 20, float(np.nanmin(y)), 1.0),
                                  Curve("val_loss", "#ff7f0e", x, y + 0.1, float(y[-1] + 0.1), 20, 0.1, 1.1)]),
-        Subplot("accuracy", "step", [Curve("val_acc", "#2ca02c", x, 1 - y, 0.9, 20, 0.0, 0.9)]),
+        Subplot("accuracy", "step", [Curve("val_acc", "#2ca02c", x, 1 - y, 0.9, 20, 0.0, 0.9)], rising=True),
     ]
 
 
@@ -165,9 +165,12 @@ def test_picture_follows_the_theme_fills_its_cell_and_shows_untrusted():
     assert root.get("fill") == "currentColor" and "var(--jp-ui-font-color1," in root.get("style")
     assert root.get("viewBox") == f"0 0 {root.get('width')} {root.get('height')}"
     fills = {e.get("fill") for e in root.iter() if e.tag in (SVG + "rect", SVG + "text") and e.get("fill")}
-    assert not fills - {"none"} - {c.color for s in subplots_with() for c in s.curves}, fills
+    assert not fills - {"none", "currentColor"} - {c.color for s in subplots_with() for c in s.curves}, fills
     assert not [e for e in root.iter() if (e.get("stroke") or "").startswith("#")
                 and e.tag != SVG + "polyline"], "frames and grid lines are drawn in currentColor"
+    # Legends inside the plots, as in the live widget: the loss legend at the top, the accuracy one at the bottom.
+    boxes = [e for e in root.iter(SVG + "rect") if e.get("fill-opacity")]
+    assert len(boxes) == 2 and float(boxes[0].get("y")) < float(boxes[1].get("y"))
     html = bundle["text/html"]
     match = re.fullmatch(r'<img alt="([^"]*)" src="data:image/svg\+xml;base64,([^"]+)" style="([^"]+)">', html)
     assert match, html

@@ -200,6 +200,11 @@ class MetricGroup:
     keys: tuple[str, ...]
     time_only: bool = False
 
+    @property
+    def rising(self) -> bool:
+        """Values that climb to the top right (accuracy): legends go bottom right, out of the curves' way."""
+        return self.id == "accuracy"
+
 
 def metric_stem(key: str) -> str:
     """``train_loss`` -> ``loss``; ``val/acc`` -> ``acc``: the key without its split (train/val/test) part."""

@@ -134,7 +134,7 @@ class FigureLayout:
             }
             layout["yaxis" + suffix] = {"domain": list(y_domain), "anchor": "x" + suffix, "automargin": True,
                                         "gridcolor": GRID, "zerolinecolor": GRID, "linecolor": GRID}
-            rising = group.id == "accuracy"  # accuracy climbs to the top right: its legend goes bottom right
+            rising = group.rising
             layout["legend" + suffix] = {
                 "x": x_domain[1], "y": y_domain[0] if rising else y_domain[1],
                 "xanchor": "right", "yanchor": "bottom" if rising else "top",

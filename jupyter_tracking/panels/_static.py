@@ -28,6 +28,7 @@ PALETTE = (
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 )
 SPARK = "▁▂▃▄▅▆▇█"
+LEGEND_CHAR_WIDTH = 6.2  # px per character of 11 px text: sizes the legend box
 TEXT_FALLBACK = "#787878"  # contrast 4.4:1 on white and on #111 (JupyterLab's dark theme)
 IMAGE_MAX_WIDTH = 1200  # px: the picture fills its cell up to this width
 
@@ -51,6 +52,7 @@ class Subplot:
     title: str
     x_label: str
     curves: list[Curve] = field(default_factory=list)
+    rising: bool = False  # values that climb (accuracy): the legend goes bottom right, as in the live widget
 
 
 def color_for(index: int) -> str:
@@ -100,15 +102,11 @@ def render_svg(subplots: list[Subplot], heading: str | None = None, width: int =
     plot_h = 200 if columns == 2 else 240
     margin_l, margin_r, margin_t, margin_b = 58, 12, 24, 36
     legend_row_h = 16
-    per_row_legend = max(1, int((cell_w - 8) // 200))
     top = 30 if heading else 8
 
-    # cell heights per row (legend rows vary)
+    # The legends sit inside the plots, as in the live widget: every row has the same height.
     rows = [subplots[i: i + columns] for i in range(0, len(subplots), columns)]
-    row_heights = []
-    for row in rows:
-        legend_rows = max(math.ceil(len(s.curves) / per_row_legend) for s in row) if row else 0
-        row_heights.append(margin_t + plot_h + margin_b + legend_rows * legend_row_h + 6)
+    row_heights = [margin_t + plot_h + margin_b + 6 for _ in rows]
     height = int(top + sum(row_heights) + gap * len(rows))
 
     out: list[str] = [
@@ -124,13 +122,13 @@ def render_svg(subplots: list[Subplot], heading: str | None = None, width: int =
         for column, subplot in enumerate(row):
             x0 = gap + column * (cell_w + gap)
             out.extend(_subplot_svg(subplot, x0, y0, cell_w, plot_h, margin_l, margin_r, margin_t, margin_b,
-                                    per_row_legend, legend_row_h))
+                                    legend_row_h))
         y0 += row_h + gap
     out.append("</svg>")
     return "\n".join(out)
 
 
-def _subplot_svg(subplot, x0, y0, cell_w, plot_h, ml, mr, mt, mb, per_row_legend, legend_row_h) -> list[str]:
+def _subplot_svg(subplot, x0, y0, cell_w, plot_h, ml, mr, mt, mb, legend_row_h) -> list[str]:
     out = []
     px0, py0 = x0 + ml, y0 + mt
     pw, ph = cell_w - ml - mr, plot_h
@@ -172,14 +170,20 @@ def _subplot_svg(subplot, x0, y0, cell_w, plot_h, ml, mr, mt, mb, per_row_legend
             out.append(f'<polyline fill="none" stroke="{curve.color}" stroke-width="1.8" '
                        f'stroke-linejoin="round" points="{points}"><title>{html.escape(curve.key)}</title></polyline>')
 
-    ly = py0 + ph + mb + 10
-    entry_w = (cell_w - 8) / per_row_legend
-    for index, curve in enumerate(subplot.curves):
-        lx = x0 + 8 + (index % per_row_legend) * entry_w
-        ry = ly + (index // per_row_legend) * legend_row_h
-        label = f"{curve.key} = {format_number(curve.last)}"
-        out.append(f'<rect x="{lx:.1f}" y="{ry - 8:.1f}" width="12" height="3" fill="{curve.color}"/>')
-        out.append(f'<text x="{lx + 16:.1f}" y="{ry - 4:.1f}">{html.escape(label)}</text>')
+    # The legend inside the plot, top right (bottom right for rising values), on a faint box: where the live
+    # widget has it, so the final picture does not move what the user was watching.
+    labels = [f"{curve.key} = {format_number(curve.last)}" for curve in subplot.curves]
+    if labels:
+        box_w = min(pw - 8, 26 + max(len(label) for label in labels) * LEGEND_CHAR_WIDTH)
+        box_h = 6 + legend_row_h * len(labels)
+        bx = px0 + pw - box_w - 4
+        by = py0 + ph - box_h - 4 if subplot.rising else py0 + 4
+        out.append(f'<rect x="{bx:.1f}" y="{by:.1f}" width="{box_w:.1f}" height="{box_h:.1f}" rx="2" '
+                   'fill="currentColor" fill-opacity="0.08"/>')
+        for index, (curve, label) in enumerate(zip(subplot.curves, labels)):
+            ry = by + 3 + legend_row_h * (index + 1)
+            out.append(f'<rect x="{bx + 6:.1f}" y="{ry - 8:.1f}" width="12" height="3" fill="{curve.color}"/>')
+            out.append(f'<text x="{bx + 22:.1f}" y="{ry - 4:.1f}">{html.escape(label)}</text>')
     return out
 
 

@@ -250,7 +250,7 @@ class PanelState:
         result = []
         for group in self.groups:
             use_time = time_x or group.time_only
-            subplot = Subplot(group.title, "elapsed s" if use_time else "step")
+            subplot = Subplot(group.title, "elapsed s" if use_time else "step", rising=group.rising)
             for key in group.keys:
                 data = self.curves[key]
                 subplot.curves.append(Curve(
