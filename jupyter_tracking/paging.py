@@ -87,6 +87,7 @@ class SqlPager(Pager):
         if self.order == run_pages.OrderKey("attribute", "start_time", True):
             self.order = None  # newest first is the store's own order
         self._total: int | None = None
+        self.count_failed = False  # the panel's background count gave up (the table says "N+")
         self._more: set[int] = set()  # offsets known to have a run at or after them
         self._cached: tuple[tuple[int, int], list] | None = None
 

@@ -179,6 +179,36 @@ def save_screenshot(page, name: str) -> Path:
     return path
 
 
+def project_server(jupyter_app, tmp_path: Path, name: str, cells: list[str], app: str):
+    """A project whose ``notebooks/NAME.ipynb`` holds ``cells``, served by JupyterLab or Notebook 7 with settings
+    and workspaces of its own (a theme chosen in one test stays in that test's folder)."""
+    from tests.kernels import make_project, write_notebook
+
+    root = tmp_path / "proj"
+    write_notebook(make_project(root, name) / "notebooks" / f"{name}.ipynb", cells)
+    return jupyter_app(root, app=app, extra_env={"JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "lab-settings"),
+                                                 "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "lab-workspaces")})
+
+
+def open_notebook(page, server, path: str) -> None:
+    """Open a notebook and wait until its kernel is idle, taking the kernel JupyterLab proposes if it asks;
+    then the first cell's editor has the focus."""
+    page.goto(server.url(path))
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        accept = page.locator(".jp-Dialog .jp-mod-accept")
+        if accept.count() and accept.first.is_visible():
+            accept.first.click()
+        if page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
+                        ".jp-StatusBar-TextItem:has-text('Idle')").count():
+            break
+        page.wait_for_timeout(300)
+    wait_for_kernel_idle(page, timeout=90_000)
+    page.wait_for_timeout(1000)
+    page.locator(".jp-Notebook .jp-Cell").first.locator(".jp-InputArea-editor").click()
+
+
 def wait_for_kernel_idle(page, timeout: float = 60_000) -> None:
     """Wait until the notebook's kernel status says idle (JupyterLab and Notebook 7)."""
     page.wait_for_function(

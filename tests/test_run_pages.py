@@ -386,3 +386,24 @@ def test_the_panel_shows_its_first_page_before_the_count_and_the_count_follows(p
     monkeypatch.setenv("JUPYTER_TRACKING_LIVE", "text")
     static = compare.RunsPanel("paged", location=location, page_size=4, filter="params.depth = '2'")
     assert "6 runs" in static._repr_mimebundle_()["text/plain"]
+
+
+def test_a_count_that_keeps_failing_leaves_the_table_saying_n_plus_not_counting(panel_store, monkeypatch):
+    """A store that refuses the background count (locked, gone) twice gets a third try; after that the table
+    says "N+ runs" instead of "counting" for ever."""
+    location = panel_store[0]
+    monkeypatch.setenv("JUPYTER_TRACKING_LIVE", "widget")
+    monkeypatch.setattr(compare.time, "sleep", lambda seconds: None)
+    tries = []
+
+    def refused(query):
+        tries.append(1)
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(run_pages.SqlRunQuery, "count", refused)
+    panel = compare.RunsPanel("paged", location=location, page_size=4, filter="params.depth = '2'")
+    panel._repr_mimebundle_()
+    table = panel.table
+    panel._figure_thread.join(30)  # the thread counts, then draws the figure
+    assert len(tries) == compare.COUNT_ATTEMPTS
+    assert not table.counting and not table.total_known and table.total == 4

@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import math
 import threading
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
@@ -26,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..store import StoreLocation
 
 PAGE_SIZE = 20
+COUNT_ATTEMPTS = 3  # the background count's tries (a store locked by a run's end answers a moment later)
 MAX_CURVES = 20
 FIXED_COLUMNS = [("run_name", "run"), ("status", "status"), ("start_time", "started"), ("duration_s", "duration")]
 _HERE = Path(__file__).resolve().parent
@@ -148,7 +150,8 @@ class RunsPanel:
     @property
     def counting(self) -> bool:
         """True while the background count of an SQL store's matching runs is under way."""
-        return self._count_later and self._pager.known_total is None and isinstance(self._pager, paging.SqlPager)
+        return (self._count_later and isinstance(self._pager, paging.SqlPager) and self._pager.known_total is None
+                and not self._pager.count_failed)
 
     @property
     def title(self) -> str:
@@ -172,10 +175,16 @@ class RunsPanel:
             threading.Thread(target=self._count, args=(self._pager,), name="jt-runs-count", daemon=True).start()
 
     def _count(self, pager: paging.Pager) -> None:
-        try:
-            pager.total  # noqa: B018 - counts, and keeps the count
-        except Exception:  # noqa: BLE001 - the table keeps saying "N+"; a refresh counts again
-            return
+        """Count (a locked store gets two more tries); the table then shows the total, or "N+" if it failed."""
+        for attempt in range(COUNT_ATTEMPTS):
+            try:
+                pager.total  # noqa: B018 - counts, and keeps the count
+                break
+            except Exception:  # noqa: BLE001 - a refresh counts again
+                if attempt == COUNT_ATTEMPTS - 1:
+                    pager.count_failed = True
+                else:
+                    time.sleep(0.5)
         if pager is self._pager:
             self._sync()
 

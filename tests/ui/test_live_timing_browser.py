@@ -23,8 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import wait_for_kernel_idle
-from tests.kernels import make_project, write_notebook
+from tests.browser import open_notebook, project_server
 from tests.ui.test_theme_browser import switch_theme
 
 pytestmark = pytest.mark.browser
@@ -114,18 +113,7 @@ def done_at(samples: list[dict]) -> float:
 
 
 def open_fresh(page, server, path: str) -> None:
-    page.goto(server.url(path))
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        accept = page.locator(".jp-Dialog .jp-mod-accept")
-        if accept.count() and accept.first.is_visible():
-            accept.first.click()
-        if page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle'], .jp-StatusBar-TextItem:has-text('Idle')").count():
-            break
-        page.wait_for_timeout(300)
-    wait_for_kernel_idle(page, timeout=90_000)
-    page.wait_for_timeout(1000)
+    open_notebook(page, server, path)
     page.evaluate(SAMPLER)
     cell(page, 0).locator(".jp-InputArea-editor").click()
 
@@ -160,10 +148,7 @@ def demo_screenshots(page, app: str, theme: str, index: int) -> None:
 @pytest.mark.parametrize("app,path", [("lab", "lab/tree/notebooks/timing.ipynb"),
                                       ("notebook", "notebooks/notebooks/timing.ipynb")])
 def test_live_panel_is_on_time_in_a_fresh_kernel(tmp_path, jupyter_app, chromium_page, app, path):
-    root = tmp_path / "proj"
-    write_notebook(make_project(root, "timing") / "notebooks" / "timing.ipynb", CELLS)
-    server = jupyter_app(root, app=app, extra_env={"JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "lab-settings"),
-                                                   "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "lab-workspaces")})
+    server = project_server(jupyter_app, tmp_path, "timing", CELLS, app)
     page = chromium_page()
     open_fresh(page, server, path)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.kernels import make_project, write_notebook
+from tests.browser import project_server
 from tests.ui.test_compare_browser import open_and_run_cells
 
 pytestmark = pytest.mark.browser
@@ -106,11 +106,8 @@ def check_and_shoot(page, app: str, theme: str) -> None:
 @pytest.mark.parametrize("app,path", [("lab", "lab/tree/notebooks/theme.ipynb"),
                                       ("notebook", "notebooks/notebooks/theme.ipynb")])
 def test_panels_follow_the_theme_and_fit_a_narrow_window(tmp_path, jupyter_app, chromium_page, app, path):
-    root = tmp_path / "proj"
-    write_notebook(make_project(root, "theme") / "notebooks" / "theme.ipynb", CELLS)
-    # The theme choice is saved in the user settings: keep them in this test's folder, not the home folder.
-    server = jupyter_app(root, app=app, extra_env={"JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "lab-settings"),
-                                                   "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "lab-workspaces")})
+    # The theme choice is saved in the user settings: the server keeps them in this test's folder.
+    server = project_server(jupyter_app, tmp_path, "theme", CELLS, app)
     page = chromium_page()
     open_and_run_cells(page, server, path, len(CELLS))
     page.wait_for_selector(".jt-runs tbody tr", timeout=120_000)
