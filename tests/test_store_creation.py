@@ -138,6 +138,8 @@ def test_kernels_opening_a_new_project_at_once_end_up_with_one_good_store(cache,
                     reply = kernel.reply(msg_id, timeout=180)
                     kernel.collect(until_idle=msg_id)
                     assert reply["content"]["status"] == "ok", (round_number, kernel.printed(msg_id))
+            for kernel in kernels:  # a run's end is written after its cell returns: read the store once it is
+                kernel.wait_for_run_ends()
             printed = "".join(kernel.all_text() for kernel in kernels)
         finally:
             for kernel in kernels:
