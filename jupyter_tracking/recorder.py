@@ -74,6 +74,11 @@ class StepSeries:
             last = {key: values[-1] for key, (_, values, _) in self.data.items() if len(values)}
         return counts, last
 
+    def latest(self) -> dict[str, tuple[int, float]]:
+        """Each key's latest ``(step, value)``: what a sweep's table shows of a running combination."""
+        with self.lock:
+            return {key: (steps[-1], values[-1]) for key, (steps, values, _) in self.data.items() if values}
+
     def keys(self) -> set[str]:
         with self.lock:
             return set(self.data)

@@ -358,8 +358,7 @@ class _StepWatcher:
             series = getattr(getattr(execution, "recorder", None), "series", None)
             if series is None:
                 continue
-            with series.lock:
-                latest = {key: (steps[-1], values[-1]) for key, (steps, values, _) in series.data.items() if values}
+            latest = series.latest()
             if latest and self.state.apply_progress({current[0].index: progress_message(current[0].index, latest)}):
                 self.table.update(force=True)
 
