@@ -357,13 +357,38 @@ def mlflow_server_log_config() -> str:
 # tracked cell whose panel may open a widget runs, an idle status of any other request is followed by a busy
 # one for the cell. Private: ipykernel's ``Kernel._publish_status(status, channel, parent)`` and
 # ``get_parent(channel)``.
-_busy_lock = threading.Lock()
-_busy_cells: dict[int, dict] = {}  # token -> the execute request of a running tracked cell
+
+
+class BusyCells:
+    """The running tracked cells whose kernel status is held busy: one per kernel, on its session
+    (``Session.busy_cells``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cells: dict[int, dict] = {}  # token -> the execute request of a running tracked cell
+
+    def hold(self, token: int, request: dict) -> None:
+        with self._lock:
+            self._cells[token] = request
+
+    def release(self, token: int | None = None) -> None:
+        with self._lock:
+            if token is None:
+                self._cells.clear()
+            else:
+                self._cells.pop(token, None)
+
+    def latest(self) -> dict | None:
+        """The execute request of the newest held cell, or None."""
+        with self._lock:
+            return next(reversed(self._cells.values()), None)
 
 
 def hold_busy_status(token: int) -> None:
     """From the cell's own thread: until ``release_busy_status(token)`` (or the cell's end), keep the front end's
     kernel status busy for this cell."""
+    from .session import current_session
+
     try:
         from IPython import get_ipython
 
@@ -375,16 +400,13 @@ def hold_busy_status(token: int) -> None:
         _patch_status(kernel, shell)
     except Exception:  # noqa: BLE001 - another kernel: nothing to do
         return
-    with _busy_lock:
-        _busy_cells[token] = parent
+    current_session().busy_cells.hold(token, parent)
 
 
 def release_busy_status(token: int | None = None) -> None:
-    with _busy_lock:
-        if token is None:
-            _busy_cells.clear()
-        else:
-            _busy_cells.pop(token, None)
+    from .session import current_session
+
+    current_session().busy_cells.release(token)
 
 
 def _patch_status(kernel: Any, shell: Any) -> None:
@@ -394,17 +416,18 @@ def _patch_status(kernel: Any, shell: Any) -> None:
 
     def publish_status(status, channel, parent=None):
         original(status, channel, parent)
-        if status != "idle" or not _busy_cells:
+        if status != "idle":
             return
         try:
-            with _busy_lock:
-                if not _busy_cells:
-                    return
-                cell = next(reversed(_busy_cells.values()))
-                ended = parent or kernel.get_parent(channel) or {}
-                if ended.get("header", {}).get("msg_id") == cell.get("header", {}).get("msg_id"):
-                    return  # the cell's own end
-                original("busy", "shell", cell)
+            from .session import current_session
+
+            cell = current_session().busy_cells.latest()
+            if cell is None:
+                return
+            ended = parent or kernel.get_parent(channel) or {}
+            if ended.get("header", {}).get("msg_id") == cell.get("header", {}).get("msg_id"):
+                return  # the cell's own end
+            original("busy", "shell", cell)
         except Exception:  # noqa: BLE001 - never in the way of the kernel's own messages
             return
 

@@ -2,7 +2,8 @@
 
 Settings made with ``%track config``, the MLflow clients and experiment ids per store, the tracked execution
 that is running now (``jt.log`` writes to its recorder), the last run's summary (for ``%track``), the card's
-comparison cache, the id of the cell being run and the run ends still being written. Modules receive the session (``current_session()`` at the
+comparison cache, the id of the cell being run, the run ends still being written and the running cells whose
+kernel status is held busy. Modules receive the session (``current_session()`` at the
 edges: magics, ``jt.*`` functions) instead of keeping module globals; a test makes a fresh one with
 ``use_session(Session())``. Nothing here imports MLflow.
 """
@@ -13,6 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from .internals import BusyCells
 from .run_ends import RunEnds
 
 
@@ -57,6 +59,7 @@ class Session:
         self.active_thread: int | None = None
         self.warned: set[str] = set()
         self.run_ends = RunEnds()  # run ends written after their cell returned (run_ends.py)
+        self.busy_cells = BusyCells()  # running tracked cells whose kernel status is held busy (internals.py)
         self._withheld_values: Any = None
 
     @property
