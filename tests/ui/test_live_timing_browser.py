@@ -9,7 +9,9 @@ browser's clock (the same clock as the kernel's ``time.time()`` on this machine)
 - the first curve within 1 s of the cell's first ``jt.log`` (the cell prints the time of it) in a ~5 s cell;
 - the final picture left when the cell ends, no widget left; the kernel status busy from the placeholder to the
   final picture and idle after, and never idle while a placeholder, live picture or widget is up;
-- short (1.5 s) cells: never a widget, the final picture, and no more than 0.5 s slower than with --no-live.
+- short (1.5 s) cells: never a widget, the final picture, and no more than 0.5 s slower than with --no-live;
+- the widget's text in the theme's text colour, and its active "x: step" button not a near-white box on the dark
+  theme.
 
 Screenshots of the placeholder and of the panel mid-run, light and dark, go to docs/screenshots/.
 """
@@ -128,6 +130,18 @@ def shoot(page, index: int, name: str) -> None:
     target.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
 
 
+WIDGET_COLOURS = """(root) => {
+    const lum = (css) => {
+        const m = css.match(/rgba?\\(([\\d.]+),\\s*([\\d.]+),\\s*([\\d.]+)/);
+        const [r, g, b] = [m[1], m[2], m[3]].map(v => { v = v / 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+    };
+    const text = root.querySelector('.jt-plotly .main-svg .xtick text');
+    const active = root.querySelector('.jt-plotly .updatemenu-button .updatemenu-item-rect');  // "x: step", active
+    return { text: lum(getComputedStyle(text).fill), active: lum(getComputedStyle(active).fill) };
+}"""
+
+
 def demo_screenshots(page, app: str, theme: str, index: int) -> None:
     """The placeholder (the demo cell waits 2.5 s before it logs), the first pictures and the widget mid-run,
     in ``theme``."""
@@ -140,6 +154,11 @@ def demo_screenshots(page, app: str, theme: str, index: int) -> None:
     cell(page, index).locator(".js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
     page.wait_for_timeout(800)
     assert not executed(page, index), "the widget is seen while the cell runs"
+    colours = cell(page, index).evaluate(WIDGET_COLOURS)
+    if theme == "dark":
+        assert colours["text"] > 0.4 and colours["active"] < 0.3, f"widget on the dark theme: {colours}"
+    else:
+        assert colours["text"] < 0.2 and colours["active"] > 0.3, f"widget on the light theme: {colours}"
     shoot(page, index, f"{app}-live-running-{theme}")
     samples = wait_done(page, index)
     assert samples[-1]["final"] and not samples[-1]["widget"]
