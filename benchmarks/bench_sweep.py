@@ -2,16 +2,21 @@
 
     .venv/bin/python benchmarks/bench_sweep.py [--trials 16] [--seconds 1.0] [--repeat 3]
 
-All three run in one process, one after the other, on the same kind of fresh SQLite store, in a real IPython
+All modes run in one process, one after the other, on the same kind of fresh SQLite store, in a real IPython
 shell, through ``sweep.run_grid`` (what ``%%track --grid`` calls). The cell is a pure-Python loop calibrated
 here to ``--seconds`` of CPU. Printed per mode: wall time of the sweep, speed-up over sequential (target
 >= 1.7x for both parallel modes on 2 cores), the trials' own mean time, and the overhead per trial: from
 sending the trial to its child run being written, less the trial's own time (shipping the values and the
 record, recording the run); for the sequential grid, the wall time per trial less the trial's own time. The
-Dask cluster is started before its sweep (as a user's cluster would be): its start time is printed apart,
-and so is the start of the ``--jobs`` worker processes, which is inside its sweep's wall time.
-It is a report: exit status 0 whatever the figures; the load average is printed, and a control line (the bare
-loop in a plain 2-process pool) says how much parallelism the machine allowed during the run.
+Dask cluster (two rows: Dask's default settings, and the settings ``--cluster local`` gives the cluster it makes,
+``parallel.SWEEP_CLUSTER_CONFIG``) is started before its sweep (as a user's cluster would be) and closed after it,
+so it does not idle beside the other modes' workers: its start time is printed apart, and so is the start of the
+``--jobs`` worker processes, which is inside its sweep's wall time. The modes run in ``--repeat`` rounds, every other one in
+reverse order; a mode's speed-up is taken against the sequential grid of its own round, and the table gives each
+mode's median round. Each round also times a control: the bare loop in a plain 2-process pool against one after
+the other, which says how much parallelism the machine allowed then (this VM's second core is often partly taken
+by other work); each parallel mode's speed-up is also given as a share of its round's control.
+It is a report: exit status 0 whatever the figures; the load average is printed.
 """
 
 from __future__ import annotations
@@ -37,13 +42,16 @@ score = total / iterations
 
 
 def calibrate(seconds: float) -> int:
-    """Loop iterations that take ``seconds`` of CPU here (the cell's own loop)."""
-    namespace = {"iterations": 200_000, "seed": 3}
+    """Loop iterations that take ``seconds`` of CPU here (the cell's own loop; median of three short timings, so
+    one slow spell of the machine does not set the size of every trial)."""
     code = compile(CELL, "<calibrate>", "exec")
-    started = time.process_time()
-    exec(code, namespace)  # noqa: S102
-    per_iteration = (time.process_time() - started) / namespace["iterations"]
-    return max(1000, int(seconds / per_iteration))
+    per_iteration = []
+    for seed in (3, 5, 11):
+        namespace = {"iterations": 300_000, "seed": seed}
+        started = time.process_time()
+        exec(code, namespace)  # noqa: S102
+        per_iteration.append((time.process_time() - started) / namespace["iterations"])
+    return max(1000, int(seconds / statistics.median(per_iteration)))
 
 
 def fresh_project(root: Path) -> Path:
@@ -80,20 +88,24 @@ def _loop(arguments: tuple[int, int]) -> float:
     return time.perf_counter() - started
 
 
-def machine_parallelism(iterations: int) -> float:
-    """Control: 4 runs of the bare loop one after the other vs in a plain 2-process pool (no tracking at all).
-    Near 2x on an idle 2-core machine; near 1x when other work takes the second core."""
-    import multiprocessing
+def machine_parallelism(iterations: int, trials: int = 4) -> float:
+    """Control: ``trials`` runs of the bare loop one after the other vs in a plain 2-process pool (loky, started
+    before the timing; no tracking at all). Near 2x on an idle 2-core machine; near 1x when other work takes the
+    second core. Taken in every round, beside the modes it judges."""
+    import loky
 
     started = time.perf_counter()
-    for seed in range(4):
-        _loop((iterations // 4, seed + 1))
+    for seed in range(trials):
+        _loop((iterations, seed + 1))
     alone = time.perf_counter() - started
-    with multiprocessing.get_context("spawn").Pool(2) as pool:
-        pool.map(_loop, [(1000, 1)] * 2)  # started before the timing
+    executor = loky.ProcessPoolExecutor(max_workers=2)
+    try:
+        list(executor.map(_loop, [(1000, 1)] * 2))  # the workers are up before the timing
         started = time.perf_counter()
-        pool.map(_loop, [(iterations // 4, seed + 1) for seed in range(4)], chunksize=1)
+        list(executor.map(_loop, [(iterations, seed + 1) for seed in range(trials)]))
         pooled = time.perf_counter() - started
+    finally:
+        executor.shutdown(wait=True)
     return alone / pooled
 
 
@@ -112,7 +124,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=1.0, help="CPU seconds per trial")
-    parser.add_argument("--repeat", type=int, default=1,
+    parser.add_argument("--repeat", type=int, default=3,
                         help="rounds of the three modes, interleaved; the table gives each mode's median round")
     args = parser.parse_args()
 
@@ -126,7 +138,6 @@ def main() -> None:
     try:
         os.chdir(fresh_project(root / "proj") / "notebooks")
         iterations = calibrate(args.seconds)
-        control = machine_parallelism(iterations)  # before IPython takes over __main__ (the pool pickles _loop)
         shell = InteractiveShell.instance()
         shell.run_line_magic("load_ext", "jupyter_tracking")
         use_session(Session())
@@ -145,36 +156,63 @@ def main() -> None:
         own_untracked = untracked_seconds(iterations)
         from dask.distributed import Client, LocalCluster
 
-        began = time.perf_counter()
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
-        client = Client(cluster)
-        cluster_start = time.perf_counter() - began
-        rounds: dict[str, list[dict]] = {"sequential": [], "jobs2": [], "dask2": []}
-        try:
-            shell.user_ns["bench_client"] = client
-            for _ in range(max(1, args.repeat)):  # interleaved: a busy spell on the machine hits every mode
-                rounds["sequential"].append(run_mode(shell, "sequential", grid, None, iterations))
-                rounds["jobs2"].append(run_mode(shell, "jobs2", grid, EngineChoice(jobs=2), iterations))
-                rounds["dask2"].append(run_mode(shell, "dask2", grid, EngineChoice(cluster="bench_client"),
-                                                iterations))
-        finally:
-            client.close()
-            cluster.close()
-        results = [sorted(found, key=lambda r: r["wall"])[len(found) // 2] for found in rounds.values()]
+        cluster_starts: list[float] = []
+
+        def on_dask(label: str, settings: dict) -> dict:
+            # The cluster is up only for its own sweep: an idle LocalCluster (scheduler in this process, two
+            # worker processes) takes ~10 % of a core, which the other modes' workers would pay for.
+            import dask
+
+            began = time.perf_counter()
+            with dask.config.set(settings):
+                cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+            client = Client(cluster)
+            cluster_starts.append(time.perf_counter() - began)
+            try:
+                shell.user_ns["bench_client"] = client
+                return run_mode(shell, label, grid, EngineChoice(cluster="bench_client"), iterations)
+            finally:
+                client.close()
+                cluster.close()
+
+        from jupyter_tracking.parallel import SWEEP_CLUSTER_CONFIG
+
+        modes = [("sequential", lambda: run_mode(shell, "sequential", grid, None, iterations)),
+                 ("jobs2", lambda: run_mode(shell, "jobs2", grid, EngineChoice(jobs=2), iterations)),
+                 ("dask2", lambda: on_dask("dask2", {})),
+                 ("dask2sweep", lambda: on_dask("dask2sweep", SWEEP_CLUSTER_CONFIG))]
+        rounds: dict[str, list[dict]] = {label: [] for label, _ in modes}
+        controls: list[float] = []
+        for number in range(max(1, args.repeat)):
+            controls.append(machine_parallelism(iterations))
+            # Interleaved, every other round in reverse (ABC, CBA): a busy spell or a drift in the machine's
+            # speed falls on every mode alike, and each round's speed-ups compare runs minutes apart at most.
+            for label, run in modes if number % 2 == 0 else modes[::-1]:
+                rounds[label].append(run())
+        cluster_start = statistics.median(cluster_starts)
+        for label, found in rounds.items():
+            for sequential, result in zip(rounds["sequential"], found):
+                result["speed"] = sequential["wall"] / result["wall"]
+        # each mode's median round by its speed-up over the sequential grid of the same round
+        results = [sorted(found, key=lambda r: (r["speed"], -r["wall"]))[len(found) // 2]
+                   for found in rounds.values()]
+        results[0] = sorted(rounds["sequential"], key=lambda r: r["wall"])[len(rounds["sequential"]) // 2]
         walls = {label: [round(r["wall"], 2) for r in found] for label, found in rounds.items()}
+        speeds = {label: [round(r["speed"], 2) for r in found] for label, found in rounds.items()
+                  if label != "sequential"}
     finally:
         os.chdir("/")
         shutil.rmtree(root, ignore_errors=True)
 
-    base = results[0]["wall"]
     print(f"\n{args.trials}-trial grid, {args.seconds:g} s CPU a trial ({iterations} loop iterations); "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; median of {max(1, args.repeat)} "
-          f"interleaved round(s)\n")
+          f"interleaved round(s), each mode's speed-up against the sequential grid of its own round\n")
     print(f"{'mode':<24} {'wall':>8} {'speed-up':>9} {'trial own':>10} {'overhead/trial':>15} "
           f"{'of it recording':>16}  target")
-    names = {"sequential": "sequential grid", "jobs2": "--jobs 2 (loky)", "dask2": "2-worker Dask cluster"}
+    names = {"sequential": "sequential grid", "jobs2": "--jobs 2 (loky)", "dask2": "Dask, default settings",
+             "dask2sweep": "Dask, sweep settings"}
     for result in results:
-        speed = base / result["wall"]
+        speed = result["speed"]
         if result["label"] == "sequential":  # the cell alone, untracked, against a tracked trial's wall time
             own = own_untracked
             overhead, recording = (result["wall"] / result["n"] - own) * 1000, "-"
@@ -182,14 +220,21 @@ def main() -> None:
         else:
             own = result["own"]
             overhead, recording = result["overhead"] * 1000, f"{result['recorded'] * 1000:.0f} ms"
-            target = "ok (>= 1.7x)" if speed >= 1.7 else "MISSED (< 1.7x)"
+            target = "ok (>= 1.7x)" if speed >= 1.7 else f"MISSED ({speed:.3f}x < 1.7x)"
         print(f"{names[result['label']]:<24} {result['wall']:>7.2f}s {speed:>8.2f}x {own:>9.3f}s "
               f"{overhead:>12.0f} ms {recording:>16}  {target}")
     if args.repeat > 1:
         print("\nwall time of each round: " + "; ".join(f"{k} {v}" for k, v in walls.items()))
-    print(f"\nDask cluster start (before its sweeps, not in their wall time): {cluster_start:.2f} s")
+        print("speed-up of each round: " + "; ".join(f"{k} {v}" for k, v in speeds.items()))
+    print(f"\nDask cluster start (before its sweep, not in its wall time; median): {cluster_start:.2f} s")
+    control = statistics.median(controls)
     print(f"control, the bare loop in a plain 2-process pool vs one after the other: {control:.2f}x "
-          "(what this machine allowed; ~2x when idle)")
+          f"(median; each round {[round(c, 2) for c in controls]}): what this machine allowed, ~2x when idle")
+    for label, found in rounds.items():
+        if label != "sequential":
+            shares = [r["speed"] / c for r, c in zip(found, controls)]
+            print(f"{names[label]}: {statistics.median(shares):.0%} of the control's speed-up (median of the rounds' "
+                  f"ratios {[round(x, 2) for x in shares]})")
     print("overhead/trial: from sending a trial to its child run written, less the trial's own time (parallel); "
           "a tracked trial's wall time less the untracked cell (sequential)")
 

@@ -331,6 +331,20 @@ def test_cluster_local_starts_and_closes_its_own_dask_cluster(shell, project):
     assert not left, [" ".join(p.cmdline()) for p in left]
 
 
+def test_cluster_local_runs_its_workers_with_the_sweep_settings():
+    """--cluster local: the workers do not profile the trials and wake their event loop less often (their
+    settings are Dask's defaults otherwise); the kernel's own Dask settings are left as they were."""
+    import dask
+
+    engine = parallel.DaskEngine({}, {}, local_workers=1)
+    try:
+        seen = engine.client.run(lambda: {key: dask.config.get(key) for key in parallel.SWEEP_CLUSTER_CONFIG})
+    finally:
+        engine.close()
+    assert list(seen.values()) == [parallel.SWEEP_CLUSTER_CONFIG]
+    assert dask.config.get("distributed.worker.profile.enabled") is True
+
+
 def test_the_engine_tag_reads_back_as_the_choice_it_was():
     for choice in (parallel.EngineChoice(2), parallel.EngineChoice(-1), parallel.EngineChoice(None, "tcp://h:8786"),
                    parallel.EngineChoice(3, "local"), parallel.EngineChoice(None, "client")):
