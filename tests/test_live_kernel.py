@@ -289,12 +289,13 @@ for epoch in range(14):
     time.sleep(0.35)
 """)
     comm_id = figure_comm(messages)
-    # A trace is named when the widget opens with it, when it is added, and again when its latest value changes
-    # (a steady memory percentage may never be renamed while the widget is up).
+    # A trace is named in the widget's first data (plotly's ``_widget_data`` state), when it is added, and again
+    # when its latest value changes (a steady memory percentage may never be renamed while the widget is up).
     names: set[str] = set()
     for m in comm_messages(messages, comm_id):
         state = m.content["data"].get("state", {})
-        traces = list(state.get("_data") or []) + list((state.get("_py2js_addTraces") or {}).get("trace_data") or [])
+        traces = list(state.get("_widget_data") or []) + list(
+            (state.get("_py2js_addTraces") or {}).get("trace_data") or [])
         names |= {str(t.get("name", "")).split(" ")[0] for t in traces if isinstance(t, dict)}
         names |= {str(n).split(" ")[0] for n in (state.get("_py2js_update") or {}).get("style_data", {}).get("name", [])}
     assert {"system/cpu_percent", "system/memory_percent", "system/memory_used_mb"} <= names, names
