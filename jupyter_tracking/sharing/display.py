@@ -71,8 +71,8 @@ def _link(url: str, label: str | None = None) -> str:
 def _local_iframe(server: UIServer, location: StoreLocation, height: int, route: str = "",
                   replace: str | None = None) -> None:
     where = location.describe()
-    url = server.url + route
-    text = f"MLflow UI for {where}: {url}"
+    url = server.page_url(route)  # MLflow's assistant column does not open over the runs (mlflow_server.py)
+    text = f"MLflow UI for {where}: {server.url + route}"
     page = (
         f'<div style="{_BOX}">MLflow UI for {html.escape(where)}: {_link(url, server.url)} '
         "(opens in a new tab; stop it with <code>%tracking_ui --stop</code>)</div>"

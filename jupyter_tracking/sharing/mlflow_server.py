@@ -5,13 +5,66 @@ again. Run as ``python -m jupyter_tracking.sharing.mlflow_server --port P --back
 module sets the environment the CLI would set (the private names come from ``internals``) and runs uvicorn
 in-process: one import instead of two, about half the time to a healthy server. ``ui_server`` falls back to
 ``mlflow server`` itself when the installed MLflow's names are not the ones known here.
+
+The app also answers one page of its own, ``OPEN_PATH`` under the static prefix: a few lines of script that set
+MLflow's UI preferences in the browser (``UI_DEFAULTS``, unless the user already chose) and then load the UI at the
+route given after ``#``. The inline ``%tracking_ui`` frame is another origin than the notebook, so the lab
+extension cannot set them there: without this page MLflow's assistant column opens over the runs on each new
+server's first load.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+
+OPEN_PATH = "jupyter-tracking-open"
+OPEN_PAGE_MARK = b'<meta name="generator" content="jupyter_tracking">'  # tells the page from any other answer
+# MLflow's own localStorage entries (its useLocalStorage hook keeps `${key}_v${version}` as JSON): the assistant
+# column does not open by itself. The same as MLFLOW_UI_DEFAULTS in labextension/src/mlflowPrefs.ts (a test holds
+# them together), which sets them for the JupyterLab tab.
+UI_DEFAULTS = {
+    "mlflow.assistant.fab.autoOpenedOnFirstLoad_v1": "true",
+    "mlflow.assistant.panelOpen_v1": "false",
+}
+
+
+def open_page() -> bytes:
+    """The page at ``OPEN_PATH``: MLflow's UI preferences set where not set yet, then the UI at ``#route``
+    (always this server's own UI page: only the part after ``#`` comes from the address)."""
+    defaults = json.dumps(UI_DEFAULTS)
+    return (
+        '<!doctype html><meta charset="utf-8">' + OPEN_PAGE_MARK.decode() + '<title>MLflow UI</title><script>\n'
+        f"const defaults = {defaults};\n"
+        "for (const [key, value] of Object.entries(defaults)) {\n"
+        "  try { if (localStorage.getItem(key) === null) localStorage.setItem(key, value); } catch (e) {}\n"
+        "}\n"
+        "location.replace('./' + location.hash);\n"
+        "</script>\n"
+    ).encode()
+
+
+def with_open_page(inner, static_prefix: str | None):
+    """MLflow's ASGI app, with ``OPEN_PATH`` answered here; every other request (and lifespan) goes to MLflow."""
+    path = f"{static_prefix or ''}/{OPEN_PATH}"
+    body = open_page()
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http" or scope["path"] != path:
+            await inner(scope, receive, send)
+            return
+        if scope["method"] not in ("GET", "HEAD"):
+            await send({"type": "http.response.start", "status": 405, "headers": [(b"allow", b"GET, HEAD")]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+                   (b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body if scope["method"] == "GET" else b""})
+
+    return app
 
 
 def worker_environment(args: argparse.Namespace, names: dict[str, str]) -> dict[str, str]:
@@ -72,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Error initializing the backend store: {exc}", file=sys.stderr)
         return 1
     import uvicorn
+    from mlflow.server.fastapi_app import app
 
-    uvicorn.run("mlflow.server.fastapi_app:app", host=args.host, port=args.port, workers=1,
+    uvicorn.run(with_open_page(app, args.static_prefix), host=args.host, port=args.port, workers=1,
                 log_config=mlflow_server_log_config())
     return 0
 

@@ -62,6 +62,7 @@ class UIServer:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     startup_seconds: float = 0.0
+    _open_page: bool | None = field(default=None, repr=False)  # whether it answers mlflow_server.OPEN_PATH
 
     @property
     def url(self) -> str:
@@ -76,6 +77,20 @@ class UIServer:
     def pid(self) -> int:
         """The process group id: the guard leading ``mlflow server`` and its worker."""
         return self.process.pid
+
+    def page_url(self, route: str = "") -> str:
+        """Where a browser opens the UI at ``route`` (``display.ui_route``, from ``#``): through the server's open
+        page (``mlflow_server.OPEN_PATH``: MLflow's UI preferences set first) when it has one; a server that
+        ``mlflow server`` started has not, and is opened at ``route`` directly."""
+        from .mlflow_server import OPEN_PATH, OPEN_PAGE_MARK
+
+        if self._open_page is None:
+            try:
+                with urllib.request.urlopen(self.url + OPEN_PATH, timeout=2.0) as response:  # noqa: S310 - loopback
+                    self._open_page = response.status == 200 and OPEN_PAGE_MARK in response.read(4096)
+            except (urllib.error.URLError, OSError, ValueError):
+                self._open_page = False
+        return self.url + (OPEN_PATH if self._open_page else "") + route
 
     def alive(self) -> bool:
         return self.process.alive()

@@ -47,16 +47,19 @@ def test_tracking_ui_shows_the_store_inline(kernel, odd_project):
     assert first["text/plain"].startswith(f"Starting the MLflow UI for {odd_project / 'mlflow.db'}")
     assert "<progress" in first["text/html"] and "proj<i>" not in first["text/html"]
     page = last["text/html"]
-    # Opened on this kernel's experiment (Default: no notebook name, nothing configured), in the training view.
+    # Opened on this kernel's experiment (Default: no notebook name, nothing configured), in the training view,
+    # through the server's open page (it sets the UI's preferences first).
     match = re.search(
-        r'<iframe src="http://127\.0\.0\.1:(\d+)/#/experiments/0/runs\?workflowType=machine_learning" '
-        r'title="MLflow UI" width="100%" height="500"',
+        r'<iframe src="http://127\.0\.0\.1:(\d+)/jupyter-tracking-open#/experiments/0/runs'
+        r'\?workflowType=machine_learning" title="MLflow UI" width="100%" height="500"',
         page,
     )
     assert match, page
     port = int(match.group(1))
     status, headers, body = http_get(port, "/")
     assert status == 200 and b"<html" in body.lower() and "x-frame-options" not in headers
+    status, headers, body = http_get(port, "/jupyter-tracking-open")
+    assert status == 200 and b"location.replace" in body and "x-frame-options" not in headers
     assert html.escape(str(odd_project)) in page and "proj<i>" not in page  # escaped, never raw
     plain = last["text/plain"]
     assert f"http://127.0.0.1:{port}/#/experiments/0/runs" in plain and str(odd_project / "mlflow.db") in plain

@@ -6,6 +6,7 @@ SAMEORIGIN would leave a blank frame, so this checks what the user sees, not jus
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -40,9 +41,16 @@ def test_the_inline_ui_renders_in_jupyterlab(tmp_path, jupyter_app, chromium_pag
     frame_element = page.wait_for_selector('.jp-Notebook iframe[title="MLflow UI"]', timeout=180_000)
     src = frame_element.get_attribute("src")
     assert src.startswith("http://127.0.0.1:") and src != server.url("")
+    # Opened through the server's own page (MLflow's UI preferences first), on the experiment's runs.
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/jupyter-tracking-open#/experiments/\d+/runs"
+                        r"\?workflowType=machine_learning", src), src
     frame = page.frame_locator('.jp-Notebook iframe[title="MLflow UI"]')
-    # MLflow's own page, drawn inside the notebook: its experiment list shows the run's experiment.
-    frame.get_by_text("framed-demo").first.wait_for(timeout=90_000)
+    # MLflow's own page, drawn inside the notebook, in its training view: the run of the experiment, and the
+    # assistant column not opened over it (it opens by itself on a new origin's first load otherwise).
+    frame.get_by_text("framed-run").first.wait_for(timeout=90_000)
+    frame.get_by_text("Model training").first.wait_for()
+    page.wait_for_timeout(1500)
+    assert frame.locator("text=Ask questions about your experiments").count() == 0
     frame_element.scroll_into_view_if_needed()
     save_screenshot(page, "tracking-ui-in-jupyterlab")
     port = str(urlsplit(src).port)  # the frame deep-links into the experiment's runs: the port alone

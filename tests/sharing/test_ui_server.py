@@ -80,6 +80,35 @@ def test_page_can_be_framed_by_the_notebook(started):
     assert "x-frame-options" not in headers  # SAMEORIGIN would blank the notebook's iframe (other port)
 
 
+def test_the_open_page_sets_mlflow_ui_preferences_then_opens_the_route(started):
+    """The inline frame opens the UI through the server's own page, which sets MLflow's UI preferences (its
+    assistant column closed) where the user has not chosen, then loads the route after ``#`` on this server."""
+    from jupyter_tracking.sharing.display import ui_route
+    from jupyter_tracking.sharing.mlflow_server import OPEN_PATH, UI_DEFAULTS
+
+    server = started[0].server
+    status, headers, body = http_get(server.port, "/" + OPEN_PATH)
+    assert status == 200 and headers["content-type"].startswith("text/html") and "x-frame-options" not in headers
+    page = body.decode()
+    assert json.dumps(UI_DEFAULTS) in page and "localStorage.getItem(key) === null" in page
+    assert "location.replace('./' + location.hash)" in page  # only this server's page: the hash is a route
+    assert http_get(server.port, "/" + OPEN_PATH + "/x")[0] == 404  # MLflow's own answer for anything else
+    route = ui_route("3", "abc")
+    assert server.page_url(route) == f"{server.url}{OPEN_PATH}{route}"
+
+
+def test_the_open_page_has_the_lab_extension_s_preferences():
+    """The JupyterLab tab sets MLflow's UI preferences itself (mlflowPrefs.ts): the same entries."""
+    import re
+    from pathlib import Path
+
+    from jupyter_tracking.sharing.mlflow_server import UI_DEFAULTS
+
+    source = (Path(__file__).parents[2] / "labextension" / "src" / "mlflowPrefs.ts").read_text()
+    block = re.search(r"MLFLOW_UI_DEFAULTS[^=]*=\s*\{(.*?)\};", source, re.S).group(1)
+    assert dict(re.findall(r"'([^']+)':\s*'([^']*)'", block)) == UI_DEFAULTS
+
+
 def test_same_arguments_reuse_the_running_server(started, embedded):
     server = started[0].server
     again = start_ui_server(embedded)
@@ -170,5 +199,6 @@ def test_an_unknown_mlflow_server_setup_falls_back_to_mlflow_server(embedded, mo
         cli = next(m for m in members if m.cmdline()[1:4] == ["-m", "mlflow", "server"])
         assert cli.environ().get("MLFLOW_DISABLE_TELEMETRY") == "true"
         assert len(members) == 3  # the guard, `mlflow server`, its one uvicorn worker
+        assert server.page_url("#/experiments") == server.url + "#/experiments"  # no open page of ours there
     finally:
         server.stop()
