@@ -338,6 +338,12 @@ class TrialWriter:
         self._datasets: dict[str, Any] = {}
 
     def write(self, record: TrialRecord, run_name: str, extra_tags: dict[str, str]) -> Any:
+        from .sinks import quiet_store_logging
+
+        with quiet_store_logging():  # one silencing for the whole run (blocks nest)
+            return self._write(record, run_name, extra_tags)
+
+    def _write(self, record: TrialRecord, run_name: str, extra_tags: dict[str, str]) -> Any:
         from .recorder import FINISHED, RunRecorder
         from .secret_filter import redact_source, redact_text
 

@@ -256,3 +256,42 @@ def test_a_full_disk_never_stops_the_cell_and_says_so_in_a_line(tmp_path):
     ours = [line for line in done.stderr.splitlines() if line.startswith("jupyter_tracking:")]
     assert 1 <= len(ours) <= 3, done.stderr
     assert "Traceback" not in done.stderr and "INSERT" not in done.stderr
+
+
+def test_store_logging_is_silenced_during_writes_and_restored_after_nested_and_overlapping_blocks():
+    import logging
+    import threading
+
+    from jupyter_tracking.sinks import quiet_store_logging
+
+    mlflow_logger, sqlalchemy_logger = logging.getLogger("mlflow.store.db.utils"), logging.getLogger("sqlalchemy.pool")
+    before = {name: logging.getLogger(name).level for name in quiet_store_logging.LOGGERS}
+    logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
+    assert sqlalchemy_logger.isEnabledFor(logging.ERROR)  # the child's level cache is filled here
+    try:
+        entered, release = threading.Event(), threading.Event()
+
+        def other_writer() -> None:
+            with quiet_store_logging():
+                entered.set()
+                release.wait(10)
+
+        with quiet_store_logging():
+            # a child logger whose answer was cached before the block is silenced too (the cache was emptied)
+            assert not sqlalchemy_logger.isEnabledFor(logging.ERROR)
+            assert not mlflow_logger.isEnabledFor(logging.ERROR)
+            with quiet_store_logging():
+                pass
+            assert not mlflow_logger.isEnabledFor(logging.ERROR), "an inner block leaves its outer one silent"
+            thread = threading.Thread(target=other_writer)
+            thread.start()
+            assert entered.wait(10)
+        # this thread's block ended while another thread's write goes on: still silent for it
+        assert not sqlalchemy_logger.isEnabledFor(logging.ERROR)
+        release.set()
+        thread.join(10)
+        assert sqlalchemy_logger.isEnabledFor(logging.ERROR), "the last block to end restores the levels"
+        assert logging.getLogger("sqlalchemy").level == logging.WARNING
+    finally:
+        for name, level in before.items():
+            logging.getLogger(name).setLevel(level)
