@@ -422,6 +422,11 @@ def bench_log(shell: Shell, stores: Stores) -> tuple[list[Row], dict[int, float]
         source = (f"%%track log-{points} -e bench\nimport jupyter_tracking as jt\n"
                   f"_times, _loop_end = _bench.time_log_calls(jt, {points})\n")
         shell.run(source)
+        # the run's end (the points not yet written, then its status) is written after the cell returns
+        # (run_ends.py): the run is closed with every point once that write is done
+        from jupyter_tracking.session import current_session
+
+        current_session().run_ends.wait()
         closed = time.perf_counter()
         times, loop_end = shell.ip.user_ns["_times"], shell.ip.user_ns["_loop_end"]
         count, status = history_count(project, last_run_id(), "loss")
