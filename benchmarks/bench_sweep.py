@@ -5,7 +5,8 @@
 All modes run in one process, one after the other, on the same kind of fresh SQLite store, in a real IPython
 shell, through ``sweep.run_grid`` (what ``%%track --grid`` calls). The cell is a pure-Python loop calibrated
 here to ``--seconds`` of CPU. Printed per mode: wall time of the sweep, speed-up over sequential (target
->= 1.7x for both parallel modes on 2 cores), the trials' own mean time, and the overhead per trial: from
+>= 1.7x for both parallel modes on 2 cores), the trials' own mean time, how busy the workers were (the trials'
+own time over workers x wall time), and the overhead per trial: from
 sending the trial to its child run being written, less the trial's own time (shipping the values and the
 record, recording the run); for the sequential grid, the wall time per trial less the trial's own time. The
 Dask cluster (two rows: Dask's default settings, and the settings ``--cluster local`` gives the cluster it makes,
@@ -210,7 +211,7 @@ def main() -> None:
     print(f"\n{args.trials}-trial grid, {args.seconds:g} s CPU a trial ({iterations} loop iterations); "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; median of {max(1, args.repeat)} "
           f"interleaved round(s), each mode's speed-up against the sequential grid of its own round\n")
-    print(f"{'mode':<24} {'wall':>8} {'speed-up':>9} {'trial own':>10} {'overhead/trial':>15} "
+    print(f"{'mode':<24} {'wall':>8} {'speed-up':>9} {'trial own':>10} {'workers busy':>13} {'overhead/trial':>15} "
           f"{'of it recording':>16}  target")
     names = {"sequential": "sequential grid", "jobs2": "--jobs 2 (loky)", "dask2": "Dask, default settings",
              "dask2sweep": "Dask, sweep settings"}
@@ -224,7 +225,9 @@ def main() -> None:
             own = result["own"]
             overhead, recording = result["overhead"] * 1000, f"{result['recorded'] * 1000:.0f} ms"
             target = "ok (>= 1.7x)" if speed >= 1.7 else f"MISSED ({speed:.3f}x < 1.7x)"
-        print(f"{names[result['label']]:<24} {result['wall']:>7.2f}s {speed:>8.2f}x {own:>9.3f}s "
+        workers = 1 if result["label"] == "sequential" else 2
+        busy = result["sum_own"] / (workers * result["wall"])  # the trials' own time over the workers' wall time
+        print(f"{names[result['label']]:<24} {result['wall']:>7.2f}s {speed:>8.2f}x {own:>9.3f}s {busy:>12.0%} "
               f"{overhead:>12.0f} ms {recording:>16}  {target}")
     if args.repeat > 1:
         print("\nwall time of each round: " + "; ".join(f"{k} {v}" for k, v in walls.items()))
@@ -240,6 +243,9 @@ def main() -> None:
                   f"ratios {[round(x, 2) for x in shares]})")
     print("overhead/trial: from sending a trial to its child run written, less the trial's own time (parallel); "
           "a tracked trial's wall time less the untracked cell (sequential)")
+    print("workers busy: the trials' own time over (workers x wall time): what the engine loses to starting, sending, "
+          "waiting and the last trial alone; the rest of the way to 2x is the trials running slower beside each "
+          "other than alone (trial own)")
 
 
 if __name__ == "__main__":
