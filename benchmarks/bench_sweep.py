@@ -1,6 +1,7 @@
 """A 16-trial grid of a CPU-bound cell (~1 s a trial): sequential vs ``--jobs 2`` vs a 2-worker Dask cluster.
 
     .venv/bin/python benchmarks/bench_sweep.py [--trials 16] [--seconds 1.0] [--repeat 3]
+                                               [--modes jobs2,dask2,dask2sweep] [--no-control]
 
 All modes run in one process, one after the other, on the same kind of fresh SQLite store, in a real IPython
 shell, through ``sweep.run_grid`` (what ``%%track --grid`` calls). The cell is a pure-Python loop calibrated
@@ -130,7 +131,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.0, help="CPU seconds per trial")
     parser.add_argument("--repeat", type=int, default=3,
                         help="rounds of the three modes, interleaved; the table gives each mode's median round")
+    parser.add_argument("--modes", default="jobs2,dask2,dask2sweep",
+                        help="parallel modes to time beside the sequential grid (of jobs2, dask2, dask2sweep)")
+    parser.add_argument("--no-control", action="store_true", help="skip the bare-pool control of each round")
     args = parser.parse_args()
+    chosen = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not chosen or set(chosen) - {"jobs2", "dask2", "dask2sweep"}:
+        parser.error(f"--modes: a comma-separated choice of jobs2, dask2, dask2sweep (not {args.modes!r})")
 
     from IPython.core.interactiveshell import InteractiveShell
 
@@ -185,15 +192,17 @@ def main() -> None:
                  ("jobs2", lambda: run_mode(shell, "jobs2", grid, EngineChoice(jobs=2), iterations)),
                  ("dask2", lambda: on_dask("dask2", {})),
                  ("dask2sweep", lambda: on_dask("dask2sweep", SWEEP_CLUSTER_CONFIG))]
+        modes = [(label, run) for label, run in modes if label == "sequential" or label in chosen]
         rounds: dict[str, list[dict]] = {label: [] for label, _ in modes}
         controls: list[float] = []
         for number in range(max(1, args.repeat)):
-            controls.append(machine_parallelism(iterations, args.trials))
+            if not args.no_control:
+                controls.append(machine_parallelism(iterations, args.trials))
             # Interleaved, every other round in reverse (ABC, CBA): a busy spell or a drift in the machine's
             # speed falls on every mode alike, and each round's speed-ups compare runs minutes apart at most.
             for label, run in modes if number % 2 == 0 else modes[::-1]:
                 rounds[label].append(run())
-        cluster_start = statistics.median(cluster_starts)
+        cluster_start = statistics.median(cluster_starts) if cluster_starts else None
         for label, found in rounds.items():
             for sequential, result in zip(rounds["sequential"], found):
                 result["speed"] = sequential["wall"] / result["wall"]
@@ -232,12 +241,14 @@ def main() -> None:
     if args.repeat > 1:
         print("\nwall time of each round: " + "; ".join(f"{k} {v}" for k, v in walls.items()))
         print("speed-up of each round: " + "; ".join(f"{k} {v}" for k, v in speeds.items()))
-    print(f"\nDask cluster start (before its sweep, not in its wall time; median): {cluster_start:.2f} s")
-    control = statistics.median(controls)
-    print(f"control, the bare loop in a plain 2-process pool vs one after the other: {control:.2f}x "
-          f"(median; each round {[round(c, 2) for c in controls]}): what this machine allowed, ~2x when idle")
+    if cluster_start is not None:
+        print(f"\nDask cluster start (before its sweep, not in its wall time; median): {cluster_start:.2f} s")
+    if controls:
+        control = statistics.median(controls)
+        print(f"control, the bare loop in a plain 2-process pool vs one after the other: {control:.2f}x "
+              f"(median; each round {[round(c, 2) for c in controls]}): what this machine allowed, ~2x when idle")
     for label, found in rounds.items():
-        if label != "sequential":
+        if label != "sequential" and controls:
             shares = [r["speed"] / c for r, c in zip(found, controls)]
             print(f"{names[label]}: {statistics.median(shares):.0%} of the control's speed-up (median of the rounds' "
                   f"ratios {[round(x, 2) for x in shares]})")
