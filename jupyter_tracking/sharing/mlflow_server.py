@@ -21,7 +21,6 @@ import os
 import sys
 
 OPEN_PATH = "jupyter-tracking-open"
-OPEN_PAGE_MARK = b'<meta name="generator" content="jupyter_tracking">'  # tells the page from any other answer
 # MLflow's own localStorage entries (its useLocalStorage hook keeps `${key}_v${version}` as JSON): the assistant
 # column does not open by itself. The same as MLFLOW_UI_DEFAULTS in labextension/src/mlflowPrefs.ts (a test holds
 # them together), which sets them for the JupyterLab tab.
@@ -36,7 +35,7 @@ def open_page() -> bytes:
     (always this server's own UI page: only the part after ``#`` comes from the address)."""
     defaults = json.dumps(UI_DEFAULTS)
     return (
-        '<!doctype html><meta charset="utf-8">' + OPEN_PAGE_MARK.decode() + '<title>MLflow UI</title><script>\n'
+        '<!doctype html><meta charset="utf-8"><title>MLflow UI</title><script>\n'
         f"const defaults = {defaults};\n"
         "for (const [key, value] of Object.entries(defaults)) {\n"
         "  try { if (localStorage.getItem(key) === null) localStorage.setItem(key, value); } catch (e) {}\n"

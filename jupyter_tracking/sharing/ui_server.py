@@ -62,7 +62,7 @@ class UIServer:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     startup_seconds: float = 0.0
-    _open_page: bool | None = field(default=None, repr=False)  # whether it answers mlflow_server.OPEN_PATH
+    has_open_page: bool = False  # started as ``mlflow_server`` (not ``mlflow server``): it answers its OPEN_PATH
 
     @property
     def url(self) -> str:
@@ -82,15 +82,9 @@ class UIServer:
         """Where a browser opens the UI at ``route`` (``display.ui_route``, from ``#``): through the server's open
         page (``mlflow_server.OPEN_PATH``: MLflow's UI preferences set first) when it has one; a server that
         ``mlflow server`` started has not, and is opened at ``route`` directly."""
-        from .mlflow_server import OPEN_PATH, OPEN_PAGE_MARK
+        from .mlflow_server import OPEN_PATH
 
-        if self._open_page is None:
-            try:
-                with urllib.request.urlopen(self.url + OPEN_PATH, timeout=2.0) as response:  # noqa: S310 - loopback
-                    self._open_page = response.status == 200 and OPEN_PAGE_MARK in response.read(4096)
-            except (urllib.error.URLError, OSError, ValueError):
-                self._open_page = False
-        return self.url + (OPEN_PATH if self._open_page else "") + route
+        return self.url + (OPEN_PATH if self.has_open_page else "") + route
 
     def alive(self) -> bool:
         return self.process.alive()
@@ -291,7 +285,7 @@ def start_ui_server(
         state_dir = Path(tempfile.mkdtemp(prefix="jt-ui-"))
         if auth:
             password = password or secrets.token_urlsafe(12)
-        command, env = _server_command(config, chosen, state_dir, password if auth else None)
+        command, env, has_open_page = _server_command(config, chosen, state_dir, password if auth else None)
         began = time.monotonic()
         process = start_guarded(
             "mlflow-server", command, log_dir=state_dir, env=env, cwd=state_dir, remove_on_orphan=True
@@ -304,6 +298,7 @@ def start_ui_server(
             state_dir=state_dir,
             username=ADMIN_USERNAME if auth else None,
             password=password if auth else None,
+            has_open_page=has_open_page,
         )
         failure = _wait_healthy(server, timeout, progress)
         if failure is not None:
@@ -331,11 +326,12 @@ def _check_servable(location: StoreLocation, auth: bool) -> Outcome | None:
 
 def _server_command(
     config: ServerConfig, port: int, state_dir: Path, password: str | None
-) -> tuple[list[str], dict[str, str]]:
+) -> tuple[list[str], dict[str, str], bool]:
+    """The command and environment of the server, and whether it is ``mlflow_server`` (with its open page)."""
     if password is None:
         direct = _worker_command(config, port)
         if direct is not None:
-            return direct
+            return (*direct, True)
     command = [
         sys.executable, "-m", "mlflow", "server",
         "--host", LOOPBACK,
@@ -365,7 +361,7 @@ def _server_command(
         env["MLFLOW_AUTH_CONFIG_PATH"] = str(ini)
         env["MLFLOW_AUTH_ADMIN_PASSWORD"] = password
         env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = secrets.token_hex(32)
-    return command, env
+    return command, env, False
 
 
 def _base_env() -> dict[str, str]:
