@@ -36,6 +36,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+PARALLEL_MODES = ("jobs2", "dask2", "dask2sweep")  # timed beside the sequential grid (--modes)
+
 CELL = """total = 0
 for i in range(iterations):
     total += (i * seed) % 7
@@ -131,13 +133,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.0, help="CPU seconds per trial")
     parser.add_argument("--repeat", type=int, default=3,
                         help="rounds of the three modes, interleaved; the table gives each mode's median round")
-    parser.add_argument("--modes", default="jobs2,dask2,dask2sweep",
-                        help="parallel modes to time beside the sequential grid (of jobs2, dask2, dask2sweep)")
+    parser.add_argument("--modes", default=",".join(PARALLEL_MODES),
+                        help=f"parallel modes to time beside the sequential grid (of {', '.join(PARALLEL_MODES)})")
     parser.add_argument("--no-control", action="store_true", help="skip the bare-pool control of each round")
     args = parser.parse_args()
     chosen = [m.strip() for m in args.modes.split(",") if m.strip()]
-    if not chosen or set(chosen) - {"jobs2", "dask2", "dask2sweep"}:
-        parser.error(f"--modes: a comma-separated choice of jobs2, dask2, dask2sweep (not {args.modes!r})")
+    if not chosen or set(chosen) - set(PARALLEL_MODES):
+        parser.error(f"--modes: a comma-separated choice of {', '.join(PARALLEL_MODES)} (not {args.modes!r})")
 
     from IPython.core.interactiveshell import InteractiveShell
 
