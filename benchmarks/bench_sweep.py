@@ -15,9 +15,10 @@ Dask cluster (two rows: Dask's default settings, and the settings ``--cluster lo
 so it does not idle beside the other modes' workers: its start time is printed apart, and so is the start of the
 ``--jobs`` worker processes, which is inside its sweep's wall time. The modes run in ``--repeat`` rounds, every other one in
 reverse order; a mode's speed-up is taken against the sequential grid of its own round, and the table gives each
-mode's median round. Each round also times a control: the bare loop in a plain 2-process pool against one after
-the other, which says how much parallelism the machine allowed then (this VM's second core is often partly taken
-by other work); each parallel mode's speed-up is also given as a share of its round's control.
+mode's median round. One more mode is the control ("bare loop, plain pool"): the same trials' loop with no tracking
+in a plain 2-process pool whose workers are up before the timing, which says what any executor could have done in
+that round (this VM's second core is often partly taken by other work, and two busy processes run slower each than
+one); each parallel mode's wall time is also given against the control's of its round.
 It is a report: exit status 0 whatever the figures; the load average is printed.
 """
 
@@ -93,27 +94,22 @@ def _loop(arguments: tuple[int, int]) -> float:
     return time.perf_counter() - started
 
 
-def machine_parallelism(iterations: int, trials: int) -> float:
-    """Control: ``trials`` runs of the bare loop one after the other vs in a plain 2-process pool (loky, started
-    before the timing; no tracking at all). Near 2x on an idle 2-core machine; near 1x when other work takes the
-    second core. Taken in every round, beside the modes it judges, with as many trials as the grid: two processes
-    kept busy for seconds run slower each than for one or two trials (here 1.8x for 16 trials where 4 gave up to
-    2.2x), and the sweeps are judged by what the machine allows for that long."""
+def bare_pool(iterations: int, trials: int) -> dict:
+    """Control: the ``trials`` runs of the bare loop in a plain 2-process pool (loky, its workers started before the
+    timing; no tracking at all), timed like a mode: near the sequential grid's time / 2 on an idle 2-core machine,
+    near its whole time when other work takes the second core."""
     import loky
 
-    started = time.perf_counter()
-    for seed in range(trials):
-        _loop((iterations, seed + 1))
-    alone = time.perf_counter() - started
     executor = loky.ProcessPoolExecutor(max_workers=2)
     try:
         list(executor.map(_loop, [(1000, 1)] * 2))  # the workers are up before the timing
         started = time.perf_counter()
-        list(executor.map(_loop, [(iterations, seed + 1) for seed in range(trials)]))
-        pooled = time.perf_counter() - started
+        own = list(executor.map(_loop, [(iterations, seed + 1) for seed in range(trials)]))
+        wall = time.perf_counter() - started
     finally:
         executor.shutdown(wait=True)
-    return alone / pooled
+    return {"label": "pool", "wall": wall, "own": statistics.mean(own), "sum_own": sum(own), "overhead": None,
+            "recorded": None, "n": trials}
 
 
 def untracked_seconds(iterations: int, repeats: int = 3) -> float:
@@ -135,7 +131,7 @@ def main() -> None:
                         help="rounds of the three modes, interleaved; the table gives each mode's median round")
     parser.add_argument("--modes", default=",".join(PARALLEL_MODES),
                         help=f"parallel modes to time beside the sequential grid (of {', '.join(PARALLEL_MODES)})")
-    parser.add_argument("--no-control", action="store_true", help="skip the bare-pool control of each round")
+    parser.add_argument("--no-control", action="store_true", help="skip the bare-pool control mode")
     args = parser.parse_args()
     chosen = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not chosen or set(chosen) - set(PARALLEL_MODES):
@@ -193,13 +189,12 @@ def main() -> None:
         modes = [("sequential", lambda: run_mode(shell, "sequential", grid, None, iterations)),
                  ("jobs2", lambda: run_mode(shell, "jobs2", grid, EngineChoice(jobs=2), iterations)),
                  ("dask2", lambda: on_dask("dask2", {})),
-                 ("dask2sweep", lambda: on_dask("dask2sweep", SWEEP_CLUSTER_CONFIG))]
-        modes = [(label, run) for label, run in modes if label == "sequential" or label in chosen]
+                 ("dask2sweep", lambda: on_dask("dask2sweep", SWEEP_CLUSTER_CONFIG)),
+                 ("pool", lambda: bare_pool(iterations, args.trials))]
+        modes = [(label, run) for label, run in modes
+                 if label == "sequential" or label in chosen or (label == "pool" and not args.no_control)]
         rounds: dict[str, list[dict]] = {label: [] for label, _ in modes}
-        controls: list[float] = []
         for number in range(max(1, args.repeat)):
-            if not args.no_control:
-                controls.append(machine_parallelism(iterations, args.trials))
             # Interleaved, every other round in reverse (ABC, CBA): a busy spell or a drift in the machine's
             # speed falls on every mode alike, and each round's speed-ups compare runs minutes apart at most.
             for label, run in modes if number % 2 == 0 else modes[::-1]:
@@ -225,35 +220,33 @@ def main() -> None:
     print(f"{'mode':<24} {'wall':>8} {'speed-up':>9} {'trial own':>10} {'workers busy':>13} {'overhead/trial':>15} "
           f"{'of it recording':>16}  target")
     names = {"sequential": "sequential grid", "jobs2": "--jobs 2 (loky)", "dask2": "Dask, default settings",
-             "dask2sweep": "Dask, sweep settings"}
+             "dask2sweep": "Dask, sweep settings", "pool": "bare loop, plain pool"}
     for result in results:
         speed = result["speed"]
         if result["label"] == "sequential":  # the cell alone, untracked, against a tracked trial's wall time
             own = own_untracked
-            overhead, recording = (result["wall"] / result["n"] - own) * 1000, "-"
+            overhead, recording = f"{(result['wall'] / result['n'] - own) * 1000:.0f} ms", "-"
             target = "-"
+        elif result["label"] == "pool":  # the control: no tracking, workers started before the timing
+            own, overhead, recording, target = result["own"], "-", "-", "- (control: untracked)"
         else:
             own = result["own"]
-            overhead, recording = result["overhead"] * 1000, f"{result['recorded'] * 1000:.0f} ms"
+            overhead, recording = f"{result['overhead'] * 1000:.0f} ms", f"{result['recorded'] * 1000:.0f} ms"
             target = "ok (>= 1.7x)" if speed >= 1.7 else f"MISSED ({speed:.3f}x < 1.7x)"
         workers = 1 if result["label"] == "sequential" else 2
         busy = result["sum_own"] / (workers * result["wall"])  # the trials' own time over the workers' wall time
         print(f"{names[result['label']]:<24} {result['wall']:>7.2f}s {speed:>8.2f}x {own:>9.3f}s {busy:>12.0%} "
-              f"{overhead:>12.0f} ms {recording:>16}  {target}")
+              f"{overhead:>15} {recording:>16}  {target}")
     if args.repeat > 1:
         print("\nwall time of each round: " + "; ".join(f"{k} {v}" for k, v in walls.items()))
         print("speed-up of each round: " + "; ".join(f"{k} {v}" for k, v in speeds.items()))
     if cluster_start is not None:
         print(f"\nDask cluster start (before its sweep, not in its wall time; median): {cluster_start:.2f} s")
-    if controls:
-        control = statistics.median(controls)
-        print(f"control, the bare loop in a plain 2-process pool vs one after the other: {control:.2f}x "
-              f"(median; each round {[round(c, 2) for c in controls]}): what this machine allowed, ~2x when idle")
     for label, found in rounds.items():
-        if label != "sequential" and controls:
-            shares = [r["speed"] / c for r, c in zip(found, controls)]
-            print(f"{names[label]}: {statistics.median(shares):.0%} of the control's speed-up (median of the rounds' "
-                  f"ratios {[round(x, 2) for x in shares]})")
+        if label not in ("sequential", "pool") and "pool" in rounds:
+            against = [r["wall"] / pool["wall"] for r, pool in zip(found, rounds["pool"])]
+            print(f"{names[label]}: wall {statistics.median(against):.2f}x the control's of its round (median; each "
+                  f"round {[round(x, 2) for x in against]})")
     print("overhead/trial: from sending a trial to its child run written, less the trial's own time (parallel); "
           "a tracked trial's wall time less the untracked cell (sequential)")
     print("workers busy: the trials' own time over (workers x wall time): what the engine loses to starting, sending, "
