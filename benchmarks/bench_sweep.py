@@ -128,7 +128,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=1.0, help="CPU seconds per trial")
     parser.add_argument("--repeat", type=int, default=3,
-                        help="rounds of the three modes, interleaved; the table gives each mode's median round")
+                        help="rounds of the modes, interleaved; the table gives each mode's median round")
     parser.add_argument("--modes", default=",".join(PARALLEL_MODES),
                         help=f"parallel modes to time beside the sequential grid (of {', '.join(PARALLEL_MODES)})")
     parser.add_argument("--no-control", action="store_true", help="skip the bare-pool control mode")
