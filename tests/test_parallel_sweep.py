@@ -376,7 +376,9 @@ def test_running_trials_stream_their_latest_step_to_the_table(project):
             running = [t for t in tables if re.search(r"RUNNING +step", t)]
             assert running, (flags, tables)
             # A running row shows its step and its latest loss (lr 0.5: 1/(step+1) + 0.5) as the trial logged it.
-            row = next(line for t in running for line in t.splitlines() if "0.5" in line and "RUNNING" in line)
+            # (The second combination's row: "2  0.5  RUNNING  step N  loss", once it has a step to show.)
+            row = next(line for t in running for line in t.splitlines()
+                       if line.split()[:3] == ["2", "0.5", "RUNNING"] and " step " in line)
             step = int(row.split("step")[1].split()[0])
             assert 0 <= step < 31 and f"{1.0 / (step + 1) + 0.5:.5g}" in row, row
             assert "0/2 done" in running[0] and "2/2 done" in tables[-1] and "step" not in tables[-1]
