@@ -1,10 +1,10 @@
 """The embedded store commits to a write-ahead log: an append a commit, no sync, on a local disk.
 
 MLflow opens SQLite with SQLite's defaults: a rollback journal and ``synchronous=FULL``. Every commit then
-creates a journal file, syncs it, writes the database, syncs it and deletes the journal, and a tracked run is a
-dozen commits. A 16-trial ``--jobs 2`` sweep wrote ~1000 times to the disk (7 MB) in 5 s, and the trials
-running beside those writes took 20-25 % more CPU each than the same loop in a plain pool
-(``benchmarks/bench_sweep.py``; ``benchmarks/README.md`` has the measurements).
+creates a journal file, syncs it, writes the database, syncs it and deletes the journal, and a tracked run is about
+a dozen commits: 33 disk writes (220 KB) a tracked cell. A 16-trial ``--jobs 2`` sweep wrote to the disk ~1000
+times in 5 s, and its workers, preempted 4x as often as those of a plain pool running the same loop, ran their
+trials 20-25 % slower; with the log, ~30 writes, and 10-12 % (``benchmarks/README.md``).
 
 So each connection the kernel opens to the project's embedded store is put in WAL mode with
 ``synchronous=NORMAL`` (``tune_engine``): a commit is an append to ``mlflow.db-wal``, synced only when SQLite
@@ -73,7 +73,7 @@ def _unescape(field: str) -> str:
 def journal_for(db_path: str) -> str:
     """``WAL`` for a store file on a local disk, ``DEFAULT`` (SQLite's own settings) elsewhere."""
     kind = filesystem_type(Path(db_path).parent)
-    return WAL if kind in LOCAL_FILESYSTEMS else DEFAULT
+    return WAL if kind is not None and kind.lower() in LOCAL_FILESYSTEMS else DEFAULT  # psutil on Windows: NTFS
 
 
 def tune_engine(engine: Any, db_path: str) -> bool:

@@ -111,7 +111,7 @@ def test_the_filesystem_is_that_of_the_longest_mount_point():
     assert sqlite_journal._unescape("/home/ann/my\\040drive") == "/home/ann/my drive"
 
 
-@pytest.mark.parametrize(("kind", "journal"), [("ext4", "wal"), ("tmpfs", "wal"), ("nfs", "default"),
+@pytest.mark.parametrize(("kind", "journal"), [("ext4", "wal"), ("tmpfs", "wal"), ("NTFS", "wal"), ("nfs", "default"),
                                                 ("cifs", "default"), ("fuse.sshfs", "default"), (None, "default")])
 def test_only_a_local_disk_gets_the_write_ahead_log(monkeypatch, tmp_path, kind, journal):
     monkeypatch.setattr(sqlite_journal, "mount_table", lambda: None if kind is None else [("/", kind)])
