@@ -144,11 +144,11 @@ def client_for(location: StoreLocation, session: Session | None = None):
                 if location.uri.startswith(("sqlite:", "postgresql", "mysql", "mssql")):
                     from .internals import store_of
 
-                    store = store_of(client)  # creates/migrates the database now, quietly
-                    if location.is_embedded:  # commits go to a write-ahead log (sqlite_journal.py)
+                    engine = getattr(store_of(client), "engine", None)  # creates/migrates the database now
+                    if location.is_embedded and engine is not None:  # commits to a write-ahead log (sqlite_journal.py)
                         from .sqlite_journal import tune_engine
 
-                        tune_engine(store.engine, location.uri.removeprefix("sqlite:///"))
+                        tune_engine(engine, location.uri.removeprefix("sqlite:///"))
             session.clients[location.uri] = client
         return client
 
