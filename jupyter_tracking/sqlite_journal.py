@@ -21,7 +21,6 @@ cannot be told: ``journal_for`` says which.
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -69,9 +68,9 @@ def _unescape(field: str) -> str:
     return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 
 
-@functools.lru_cache(maxsize=64)
 def journal_for(db_path: str) -> str:
-    """``WAL`` for a store file on a local disk, ``DEFAULT`` (SQLite's own settings) elsewhere."""
+    """``WAL`` for a store file on a local disk, ``DEFAULT`` (SQLite's own settings) elsewhere (asked once per
+    client a session makes for the store: ``store.client_for``)."""
     kind = filesystem_type(Path(db_path).parent)
     return WAL if kind is not None and kind.lower() in LOCAL_FILESYSTEMS else DEFAULT  # psutil on Windows: NTFS
 

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+from contextlib import closing
 
 import pytest
 
@@ -20,15 +21,8 @@ EXPERIMENT = "journal"
 
 
 def journal_mode(db) -> str:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as connection:
         return connection.execute("PRAGMA journal_mode").fetchone()[0]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_journal_choice():
-    sqlite_journal.journal_for.cache_clear()
-    yield
-    sqlite_journal.journal_for.cache_clear()
 
 
 def test_a_tracked_cell_commits_to_a_private_write_ahead_log_that_readers_see_at_once(shell, project):
