@@ -7,9 +7,9 @@ All modes run in one process, one after the other, on the same kind of fresh SQL
 shell, through ``sweep.run_grid`` (what ``%%track --grid`` calls). The cell is a pure-Python loop calibrated
 here to ``--seconds`` of CPU. Printed per mode: wall time of the sweep, speed-up over sequential (target
 >= 1.7x for both parallel modes on 2 cores), the trials' own mean time, how busy the workers were (the trials'
-own time over workers x wall time), and the overhead per trial: from
-sending the trial to its child run being written, less the trial's own time (shipping the values and the
-record, recording the run); for the sequential grid, the wall time per trial less the trial's own time. The
+own time over workers x wall time), and the overhead per trial: from sending the trial to its child run being
+written, less the trial's own time (shipping the values and the record, recording the run); for the sequential
+grid, the wall time per trial less the untracked cell's, timed in the same round. The
 Dask cluster (two rows: Dask's default settings, and the settings ``--cluster local`` gives the cluster it makes,
 ``parallel.SWEEP_CLUSTER_CONFIG``) is started before its sweep (as a user's cluster would be) and closed after it,
 so it does not idle beside the other modes' workers: its start time is printed apart, and so is the start of the
@@ -113,7 +113,8 @@ def bare_pool(iterations: int, trials: int) -> dict:
 
 
 def untracked_seconds(iterations: int, repeats: int = 3) -> float:
-    """The cell's own time here, untracked (median of a few): the sequential grid's trials without tracking."""
+    """The cell's own time here, untracked (median of a few): the sequential grid's trials without tracking, timed
+    right after the grid in each round (the machine's speed moves from one minute to the next)."""
     code = compile(CELL, "<untracked>", "exec")
     times = []
     for seed in range(1, repeats + 1):
@@ -162,7 +163,6 @@ def main() -> None:
 
             sweep.run_grid(shell, CELL, TrackOptions(experiment="warmup", card=False, live=False),
                            {"seed": [1, 2]}, show=False)
-        own_untracked = untracked_seconds(iterations)
         from dask.distributed import Client, LocalCluster
 
         cluster_starts: list[float] = []
@@ -186,7 +186,13 @@ def main() -> None:
 
         from jupyter_tracking.parallel import SWEEP_CLUSTER_CONFIG
 
-        modes = [("sequential", lambda: run_mode(shell, "sequential", grid, None, iterations)),
+        def sequential() -> dict:
+            result = run_mode(shell, "sequential", grid, None, iterations)
+            # the cell untracked, timed in the same round: what a tracked trial adds is measured against it
+            result["untracked"] = untracked_seconds(iterations, repeats=2)
+            return result
+
+        modes = [("sequential", sequential),
                  ("jobs2", lambda: run_mode(shell, "jobs2", grid, EngineChoice(jobs=2), iterations)),
                  ("dask2", lambda: on_dask("dask2", {})),
                  ("dask2sweep", lambda: on_dask("dask2sweep", SWEEP_CLUSTER_CONFIG)),
@@ -224,7 +230,7 @@ def main() -> None:
     for result in results:
         speed = result["speed"]
         if result["label"] == "sequential":  # the cell alone, untracked, against a tracked trial's wall time
-            own = own_untracked
+            own = result["untracked"]
             overhead, recording = f"{(result['wall'] / result['n'] - own) * 1000:.0f} ms", "-"
             target = "-"
         elif result["label"] == "pool":  # the control: no tracking, workers started before the timing

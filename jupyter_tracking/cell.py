@@ -21,6 +21,7 @@ from typing import Any
 from . import context as context_module
 from . import preload
 from . import store as store_module
+from .bound_names import as_names
 from .capture import Capture, CaptureRules, analyze, dataframe_digest
 from .recorder import FAILED, FINISHED, KILLED, RUNNING, RunRecorder, RunSummary
 from .secret_filter import is_secret_name, redact_text
@@ -76,7 +77,7 @@ class TrackedExecution:
         self.explicit_params = dict(explicit_params or {})
         self.options = options
         self.namespace = namespace
-        self.bindings = dict(bindings or {})
+        self.bindings = as_names(bindings or {})  # a grid's or a stored run's values
         self.parent_run_id = parent_run_id
         self.extra_tags = dict(extra_tags or {})
         self.recorder: RunRecorder | None = None

@@ -10,6 +10,7 @@ import html
 from typing import Any
 
 from . import queries
+from .bound_names import as_names
 from .panels.text import visible
 
 
@@ -55,7 +56,7 @@ def load_into(namespace: dict[str, Any], run_id: str, names: list[str], trust: b
     """
     values = queries.load(run_id, *names, trust=trust)
     artifacts = set(queries.artifact_names(run_id))
-    namespace.update(values)
+    namespace.update(as_names(values))
     objects = [n for n in values if n in artifacts]
     params = [n for n in values if n not in artifacts]
     parts = []
@@ -94,7 +95,7 @@ def restore_into(namespace: dict[str, Any], run_id: str) -> list[str]:
     """``%track restore``: bind a run's params as names (values as Python objects); one line says what was
     bound and one what was skipped (``bindable``)."""
     values, skipped = bindable(queries.restore(run_id), namespace)
-    namespace.update(values)
+    namespace.update(as_names(values))
     shown = visible(", ".join(f"{k}={v!r}" for k, v in values.items()))
     _say(f"restored {len(values)} param(s) from run {run_id}: {shown}" if values
          else f"run {run_id} has no params to restore")

@@ -223,13 +223,15 @@ def init_worker(pickled: dict[str, bytes]) -> None:
 def run_trial(spec: TrialSpec, names: Any = None) -> TrialRecord:
     """Run one trial over ``names`` (a dict or ``_Names``; None: this worker's shipped copy). Never raises for
     the trial's own errors: they are the record's FAILED status and traceback."""
+    from .bound_names import as_names
     from .capture import Capture, CaptureRules, analyze, is_dataframe
     from .session import current_session
 
     if isinstance(names, _Names):
         names = names.values
     base = _shipped if names is None else names
-    namespace: dict[str, Any] = {"__builtins__": builtins, "__name__": "__main__", **base, **spec.bindings}
+    namespace: dict[str, Any] = {"__builtins__": builtins, "__name__": "__main__", **as_names(base),
+                                 **as_names(spec.bindings)}  # unpickled keys: interned, as in the cell's code
     started = time.time()
     record = TrialRecord(spec.index, "FINISHED", started, started,
                          worker=f"{socket.gethostname()}:{os.getpid()}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -299,6 +300,43 @@ def test_jobs_artifacts_come_back_and_stop_on_error_cancels_the_rest(shell, proj
     assert parent.info.status == "FAILED" and statuses["1"] == "FINISHED" and statuses["2"] == "FAILED"
     assert set(statuses) <= {"1", "2", "3", "4"} and all(statuses[n] == "KILLED" for n in statuses if n in "34")
     assert "6" not in statuses and all(r.info.status != "RUNNING" for r in runs)
+
+
+FOREIGN_KEYS_CELL = """import sys
+foreign_keys = len([key for key in globals() if key in ("seed", "rate", "total") and key is not sys.intern(key)])
+total = 0
+for step in range(4):
+    total += rate * seed
+"""
+
+
+@pytest.mark.parametrize("shipped_as", ["loky initializer", "Dask names", "kernel dict"])
+def test_a_trial_runs_against_the_interned_names_of_its_code(shipped_as, monkeypatch):
+    """A trial's values and shipped names reach the worker unpickled: equal strings, but not the interned names
+    of the cell's code, and a top-level loop reading them compares characters at each step (``bound_names.py``).
+    The trial's namespace is keyed by the interned names. ``total`` is left over from an earlier run of the cell,
+    so it is shipped too."""
+    import pickle
+
+    import cloudpickle
+
+    from jupyter_tracking import trials
+
+    names = pickle.loads(pickle.dumps({"rate": 0.5, "total": 99}))
+    bindings = pickle.loads(pickle.dumps({"seed": 3}))
+    foreign = [key for key in [*names, *bindings] if key is not sys.intern(key)]
+    assert sorted(foreign) == ["rate", "seed", "total"]  # what a worker receives
+    spec = trials.TrialSpec(0, bindings, FOREIGN_KEYS_CELL)
+    if shipped_as == "loky initializer":
+        monkeypatch.setattr(trials, "_shipped", {})
+        trials.init_worker({name: cloudpickle.dumps(value) for name, value in names.items()})
+        record = trials.run_trial(spec)
+    elif shipped_as == "Dask names":
+        record = trials.run_trial(spec, trials._Names(names))
+    else:
+        record = trials.run_trial(spec, names)
+    assert record.status == "FINISHED", record.traceback
+    assert record.metrics["foreign_keys"] == 0 and record.metrics["total"] == pytest.approx(6.0)
 
 
 def test_the_table_counts_workers_and_pruned_trials():

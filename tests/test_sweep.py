@@ -4,6 +4,7 @@ against a real SQLite store read back with MlflowClient."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -203,6 +204,28 @@ def test_rerun_of_a_sweep_parent_runs_the_grid_again(shell, project):
     children = [r for r in all_runs(project) if r.data.tags.get("mlflow.parentRunId") == parents[1].info.run_id]
     assert sorted(c.data.params["depth"] for c in children) == ["1", "2"]
     assert all("rerun_of" not in c.data.tags for c in children)
+
+
+def test_names_bound_from_the_store_are_the_interned_names_of_the_code(shell, project):
+    """``%track restore``, ``load`` and ``rerun`` bind names whose keys came out of the store: each must be the
+    interned string the cell's code looks up, or every top-level read of it compares characters
+    (``bound_names.py``)."""
+    names = ("width_kept", "weights_kept")
+    shell.run_cell("%%track --artifacts weights_kept\nwidth_kept = 16\nweights_kept = [width_kept] * 3\n"
+                   "val_loss = 1 / width_kept\n")
+    run_id = all_runs(project)[-1].info.run_id
+
+    def bound_keys() -> list[str]:
+        return [key for key in shell.user_ns if key in names]
+
+    for command in (f"restore {run_id}", f"load {run_id} weights_kept", f"rerun {run_id}"):
+        for name in names:
+            shell.user_ns.pop(name, None)
+        shell.run_line_magic("track", command)
+        current_session().run_ends.wait(60)
+        assert bound_keys(), command
+        assert all(key is sys.intern(key) for key in bound_keys()), command
+    assert shell.user_ns["width_kept"] == 16 and all_runs(project)[-1].data.tags["rerun_of"] == run_id
 
 
 def test_real_kernel_interrupt_during_a_sweep(project):
