@@ -92,7 +92,7 @@ def runs_since(location: Any, since_ms: int) -> Any:
 
     from . import store
 
-    if location.is_embedded and not Path(location.uri.removeprefix("sqlite:///")).exists():
+    if location.not_created_yet:
         return None  # nothing was tracked: do not create an empty store
     client = store.client_for(location)
     experiments = {experiment.experiment_id: experiment.name for experiment in client.search_experiments()}
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
         nbformat.write(notebook, args.output)
     runs = runs_since(location, started_ms)
-    where = location.uri.removeprefix("sqlite:///")
+    where = location.db_path or location.uri
     if runs is None or not len(runs):
         print(f"demo: {path.name} ran in {elapsed:.1f} s but made no runs in {where}", file=sys.stderr)
         return 1

@@ -255,11 +255,9 @@ class OverridesCache:
 
 def overrides_for(location: Any, experiment_name: str) -> dict[str, str]:
     """The overrides of the named experiment in a store ({} when it does not exist yet)."""
-    from pathlib import Path
-
     from .store import client_for
 
-    if location.is_embedded and not Path(location.uri.removeprefix("sqlite:///")).exists():
+    if location.not_created_yet:
         return {}  # a project without a store yet: nothing set, and a read does not create one
     experiment = client_for(location).get_experiment_by_name(experiment_name)
     return overrides_from_tags(experiment.tags or {}) if experiment is not None else {}

@@ -378,9 +378,7 @@ def register(ipython: Any) -> None:
 def _after_mlflow_import(location: Any) -> None:
     """In the import thread of ``%load_ext``: end runs of dead kernels (one line if any), or, for a project
     without a store yet, make sure the migrated empty store of this MLflow version is ready to be copied."""
-    from pathlib import Path
-
-    if location.is_embedded and not Path(location.uri.removeprefix("sqlite:///")).exists():
+    if location.not_created_yet:
         from .store_template import ensure_template
 
         try:

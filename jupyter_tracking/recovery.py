@@ -388,7 +388,7 @@ def recover(location: Any = None, *, stale_after: float = STALE_AFTER) -> Recove
     if location is None:
         location = store_module.resolve_store()
     report = RecoveryReport()
-    if location.is_embedded and not Path(location.uri.removeprefix("sqlite:///")).exists():
+    if location.not_created_yet:
         return report  # no store yet: nothing ran here
     from .spool import pending_run_ids
 
@@ -428,7 +428,7 @@ def stale_runs(location: Any = None, *, stale_after: float = STALE_AFTER) -> lis
 
     if location is None:
         location = store_module.resolve_store()
-    if location.is_embedded and not Path(location.uri.removeprefix("sqlite:///")).exists():
+    if location.not_created_yet:
         return []
     now = time.time()
     return [_owned(run) for run in running_owned_runs(store_module.client_for(location))

@@ -17,7 +17,6 @@ import json
 import math
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from .sweep import (BEST_METRIC_TAG, SWEEP_TAG, GridError, Row, SweepState, goal_overrides, parse_best_by,
@@ -110,8 +109,8 @@ def objective_of(code: str, best_by: tuple[str, str] | None, location: Any, expe
 
 def storage_url(location: Any) -> str:
     """Optuna's RDB storage beside the store: ``optuna.db`` next to a SQLite store, else in the user's cache."""
-    if location.uri.startswith("sqlite:///"):
-        folder = Path(location.uri.removeprefix("sqlite:///")).parent
+    if location.db_path is not None:
+        folder = location.db_path.parent
     else:
         from .private_files import private_dir, user_folder
 

@@ -39,10 +39,20 @@ class StoreLocation:
     def is_remote(self) -> bool:
         return self.uri.startswith(("http://", "https://", "databricks"))
 
+    @property
+    def db_path(self) -> Path | None:
+        """The database file of a ``sqlite:///`` store (the embedded one or one the user chose); None for others."""
+        return Path(self.uri.removeprefix("sqlite:///")) if self.uri.startswith("sqlite:///") else None
+
+    @property
+    def not_created_yet(self) -> bool:
+        """The embedded store of a project where nothing was tracked yet: a read must not create it."""
+        return self.is_embedded and not self.db_path.exists()
+
     def describe(self) -> str:
         """One short phrase for messages: where runs go and why."""
         if self.is_embedded:
-            return f"{self.uri.removeprefix('sqlite:///')} (embedded SQLite store of project {self.project_root})"
+            return f"{self.db_path} (embedded SQLite store of project {self.project_root})"
         origin = {"config": "set with %track config", "env": "from MLFLOW_TRACKING_URI"}[self.source]
         return f"{redact_uri(self.uri)} ({origin})"
 
@@ -148,7 +158,7 @@ def client_for(location: StoreLocation, session: Session | None = None):
                     if location.is_embedded and engine is not None:  # commits to a write-ahead log (sqlite_journal.py)
                         from .sqlite_journal import tune_engine
 
-                        tune_engine(engine, location.uri.removeprefix("sqlite:///"))
+                        tune_engine(engine, str(location.db_path))
             session.clients[location.uri] = client
         return client
 
@@ -212,7 +222,7 @@ def _create_embedded_store(location: StoreLocation) -> None:
     from .private_files import private_dir
     from .store_template import create_store
 
-    create_store(Path(location.uri.removeprefix("sqlite:///")), location.artifact_root)
+    create_store(location.db_path, location.artifact_root)
     if location.artifact_root:
         private_dir(Path(location.artifact_root))  # before MLflow makes it with the umask's mode
 
@@ -283,8 +293,8 @@ def is_reachable(location: StoreLocation, timeout: float = 1.5) -> bool:
     uri = location.uri
     if uri.startswith(("http://", "https://")):
         return _http_answers(uri, timeout)
-    if uri.startswith("sqlite:///"):
-        db_path = Path(uri.removeprefix("sqlite:///"))
+    db_path = location.db_path
+    if db_path is not None:
         folder = db_path.parent
         if db_path.exists():
             return os.access(db_path, os.W_OK) and os.access(folder, os.W_OK)

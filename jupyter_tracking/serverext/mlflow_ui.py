@@ -86,9 +86,9 @@ def ensure_ui(location: StoreLocation, base_url: str) -> UIResult:
 
 def read_only(location: StoreLocation) -> StoreLocation:
     """The same store opened read-only: SQLite's ``mode=ro`` (MLflow then cannot write, whoever asks it)."""
-    if not location.uri.startswith("sqlite:///"):
+    if location.db_path is None:
         return location
-    path = location.uri.removeprefix("sqlite:///")
+    path = str(location.db_path)
     return replace(location, uri=f"sqlite:///file:{quote(path)}?mode=ro&uri=true")
 
 

@@ -52,9 +52,9 @@ def store_state(location: StoreLocation) -> str:
     would run the same migrations concurrently and one side would fail. Only a store whose schema is at
     MLflow's newest revision is queried.
     """
-    if not location.uri.startswith("sqlite:///"):
+    db_path = location.db_path
+    if db_path is None:
         return "ready"
-    db_path = Path(location.uri.removeprefix("sqlite:///"))
     if not db_path.is_file() or db_path.stat().st_size == 0:
         return "missing"
     try:

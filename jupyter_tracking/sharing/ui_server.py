@@ -232,8 +232,8 @@ def server_config(
 ) -> ServerConfig:
     """The server settings for ``location``: backend URI, artifact root, login, host and origin checks, framing."""
     artifact_root = location.artifact_root
-    if artifact_root is None and location.uri.startswith("sqlite:///"):
-        artifact_root = str(Path(location.uri.removeprefix("sqlite:///")).parent / "mlartifacts")
+    if artifact_root is None and location.db_path is not None:
+        artifact_root = str(location.db_path.parent / "mlartifacts")
     hosts = tuple(dict.fromkeys((*DEFAULT_HOSTS, *allowed_hosts)))
     return ServerConfig(
         backend_store_uri=location.uri,
