@@ -7,8 +7,8 @@ code but other objects. A dict compares keys by identity first and by their char
 so each read and each assignment of such a name at a cell's top level (``LOAD_NAME``, ``STORE_NAME``) pays a
 comparison, and an assignment keeps the old key: the cost lasts as long as the name.
 
-Measured (Python 3.11, a cell's top-level pure-Python loop of 2 million steps, ``benchmarks/bench_sweep.py``'s
-cell): 0.224 s with interned keys; 0.266 s (+19 %) when the two names the loop assigns, left over from an
+Measured (Python 3.11, a cell's top-level pure-Python loop of 2 million steps, ``total += (i * seed) % 7``):
+0.224 s with interned keys; 0.266 s (+19 %) when the two names the loop assigns, left over from an
 earlier run of the cell, were shipped to the worker; 0.230 s (+3 %) when only the swept value was.
 """
 
