@@ -113,7 +113,7 @@ class InlineEngine:
 
     def submit(self, spec: TrialSpec) -> concurrent.futures.Future:
         future: concurrent.futures.Future = concurrent.futures.Future()
-        future.set_result(run_trial(spec, dict(self.namespace)))
+        future.set_result(run_trial(spec, self.namespace))  # the trial binds its values in a namespace of its own
         return future
 
     def wait(self, futures: list[Any], timeout: float) -> list[Any]:
